@@ -1,0 +1,72 @@
+# voip.sip_edge: the one entry point for developers and CI.
+# Every target does its own set-up, idempotently (see scripts/setup.sh).
+# Build artefacts live in .cache/ and the controller toolchain in .venv/.
+# SIPEDGE_MOLECULE_IMAGE overrides the Debian 12 systemd image for Molecule.
+
+SHELL := /bin/bash
+SETUP := scripts/setup.sh
+STAGE := scripts/stage.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help venv packages collections docker image lint sanity units router-test \
+	conformance molecule test demo bench clean docker-stop lock
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: ## .venv with the pinned controller toolchain (+ the router, editable)
+	@bash $(SETUP) venv
+
+packages: ## Debian packages the tests need (installed only when missing)
+	@bash $(SETUP) packages
+
+collections: ## needed collections + this one placed under .cache/collections
+	@bash $(SETUP) collections
+
+docker: ## a running Docker engine (starts dockerd when 'docker info' fails)
+	@bash $(SETUP) docker
+
+image: ## the Debian 12 systemd base image for Molecule ($$SIPEDGE_MOLECULE_IMAGE)
+	@bash $(SETUP) image
+
+lint: ## ansible-lint (production profile) and antsibull-changelog lint
+	@bash $(STAGE) lint
+
+sanity: ## ansible-test sanity (no ignore files)
+	@bash $(STAGE) sanity
+
+units: ## ansible-test units
+	@bash $(STAGE) units
+
+router-test: ## the router's own pytest suite (files/sipedge/tests)
+	@bash $(STAGE) router-test
+
+conformance: ## pytest tests/conformance
+	@bash $(STAGE) conformance
+
+molecule: ## molecule test for every scenario under molecule/
+	@bash $(STAGE) molecule
+
+test: ## everything above, timed, ending with "N passed, N failed"
+	@bash scripts/test.sh
+
+demo: ## set up and run the demo (scripts/demo.sh)
+	@bash $(SETUP) venv packages docker image collections
+	@test -f scripts/demo.sh || { echo "sipedge: missing: scripts/demo.sh (the demo is not written yet)" >&2; exit 1; }
+	@bash scripts/demo.sh
+
+bench: ## run the benchmarks (scripts/bench.sh)
+	@bash $(SETUP) venv
+	@test -f scripts/bench.sh || { echo "sipedge: missing: scripts/bench.sh (the benchmark is not written yet)" >&2; exit 1; }
+	@bash scripts/bench.sh
+
+lock: ## regenerate requirements/controller.txt from requirements/controller.in
+	@bash scripts/lock-requirements.sh
+
+docker-stop: ## stop the dockerd that 'make docker' started (by its PID), if any
+	@bash scripts/docker-stop.sh
+
+clean: ## remove build artefacts (.cache but the dockerd PID, tests/output); keeps .venv and images
+	@if [ -d .cache ]; then find .cache -mindepth 1 -maxdepth 1 ! -name 'dockerd.*' -exec rm -rf {} +; fi
+	rm -rf tests/output .ansible
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,651 @@
+#!/usr/bin/env python3
+"""Throughput benchmark: sipedge against Kamailio 5.6 running the seed config.
+
+For each router (sipedge first, then Kamailio, in the same invocation):
+
+* start the router on ``<net>.1:5060`` with a fresh routing DB holding one
+  domain (``bench.invalid``, never resolved) mapped to a set of two backends;
+* start two SIPp UAS backends (``tests/e2e/scenarios/uas_answer.xml``, with
+  ``-aa`` so that keep-alive OPTIONS are answered) on ``<net>.11`` / ``<net>.12``;
+* run a short warm-up, then a SIPp UAC (``tests/e2e/scenarios/uac_call.xml``:
+  INVITE, 100/180/200, ACK and BYE through the proxy following Record-Route)
+  at rising call rates, each step bounded by ``-m rate*duration`` and
+  ``-timeout``;
+* read SIPp's final statistics (``-trace_stat`` CSV) and count every call that
+  was created but did not end successfully as failed;
+* measure the router's CPU time (utime+stime of every process in its session,
+  from /proc, before and after each step) and its memory (VmHWM of each
+  process, and the peak of the summed PSS sampled every 0.25 s);
+* stop at the first step with >= 1 % failed calls (or when SIPp could not even
+  generate 95 % of the asked rate), then try one step half-way between the
+  last good rate and the failed one.
+
+The highest good rate of each router is reported, and the last line is::
+
+    ratio sipedge/kamailio = X.XX (sipedge N cps, kamailio M cps)
+
+Everything listens on 127.0.0.0/8 only; every SIPp run is bounded in calls
+and time, and every process this script starts is stopped by its PID at the
+end (also on Ctrl-C).  See docs/benchmark.md.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent                      # files/sipedge
+REPO = PROJECT.parent.parent               # collection root
+SCENARIOS = PROJECT / "tests" / "e2e" / "scenarios"
+UAC_XML = SCENARIOS / "uac_call.xml"
+UAS_XML = SCENARIOS / "uas_answer.xml"
+DOMAIN = "bench.invalid"                   # RFC 2606: never resolvable; looked up in the DB only
+SETID = 10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+DEFAULT_RATES = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+class Procs:
+    """Every process this script starts, so that each is stopped by its PID."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str], logfile: Path, **kw) -> subprocess.Popen:
+        out = open(logfile, "wb")
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        out.close()
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, p: subprocess.Popen, grace: float = 5.0) -> None:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            except ProcessLookupError:
+                pass
+        self.procs = [(n, q) for n, q in self.procs if q is not p]
+
+    def stop_all(self) -> None:
+        for _, p in reversed(list(self.procs)):
+            self.stop(p)
+
+
+PROCS = Procs()
+
+
+def udp_free(addr: str, port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((addr, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_bound(addr: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
+    """Wait until something holds UDP addr:port (read from /proc/net/udp)."""
+    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(addr), "little"), port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args[0]} exited with {proc.returncode}")
+        with open("/proc/net/udp") as f:
+            if any(line.split()[1] == want for line in f.readlines()[1:]):
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on udp {addr}:{port} after {timeout} s")
+
+
+# --------------------------------------------------------------------------- /proc
+
+def session_pids(sid: int) -> list[int]:
+    """PIDs of the processes in session ``sid`` (the router and its children)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:           # field 6: session id
+            pids.append(int(d))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # utime, stime
+    return total / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return status_kb(pid, "VmRSS")
+
+
+class MemSampler(threading.Thread):
+    """Samples the summed PSS and each process's VmHWM of a session."""
+
+    def __init__(self, sid: int, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.sid, self.interval = sid, interval
+        self.peak_pss_kb = 0
+        self.hwm_kb: dict[int, int] = {}
+        self.nprocs = 0
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        pids = session_pids(self.sid)
+        self.nprocs = max(self.nprocs, len(pids))
+        self.peak_pss_kb = max(self.peak_pss_kb, sum(pss_kb(p) for p in pids))
+        for p in pids:
+            self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), status_kb(p, "VmHWM"))
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(2)
+        self.sample()
+
+
+# --------------------------------------------------------------------------- SIPp
+
+def sipp_bin() -> str:
+    b = shutil.which("sipp")
+    if not b:
+        raise SystemExit("bench: sipp not found (apt-get install sip-tester)")
+    return b
+
+
+def start_uas(name: str, addr: str, port: int, workdir: Path) -> subprocess.Popen:
+    cmd = [sipp_bin(), "-sf", str(UAS_XML), "-aa", "-i", addr, "-p", str(port), "-nostdin",
+           "-trace_err", "-error_file", str(workdir / f"{name}_errors.log")]
+    p = PROCS.start(name, cmd, workdir / f"{name}.out")
+    wait_bound(addr, port, p, 5)
+    return p
+
+
+def hms_to_ms(v: str) -> float:
+    """SIPp's 'HH:MM:SS:uuuuuu' (or 'HH:MM:SS') to milliseconds."""
+    parts = v.strip().split(":")
+    try:
+        h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
+        us = int(parts[3]) if len(parts) > 3 else 0
+    except (ValueError, IndexError):
+        return float("nan")
+    return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int = 0            # created by the UAC
+    ok: int = 0
+    failed: int = 0           # created - successful
+    fail_pct: float = 100.0
+    achieved_cps: float = 0.0
+    retrans: int = 0
+    rtt_ms: float = float("nan")   # INVITE -> 200, mean
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    cpu_pct: float = 0.0      # of one core
+    cpu_us_per_call: float = 0.0
+    passed: bool = False
+    note: str = ""
+
+
+def run_uac(edge: tuple[str, int], uac: tuple[str, int], rate: int, calls: int,
+            timeout_s: int, stf: Path, workdir: Path, tag: str) -> dict:
+    cmd = [sipp_bin(), "-sf", str(UAC_XML), "-key", "domain", DOMAIN, "-s", "bench",
+           "-i", uac[0], "-p", str(uac[1]), f"{edge[0]}:{edge[1]}",
+           "-r", str(rate), "-m", str(calls), "-timeout", f"{timeout_s}s",
+           "-cid_str", f"bench-{tag}-%u-%p@%s",
+           "-nostdin", "-trace_stat", "-stf", str(stf), "-fd", "1",
+           "-trace_err", "-error_file", str(workdir / f"uac_{tag}_errors.log")]
+    if stf.exists():
+        stf.unlink()
+    p = PROCS.start(f"uac-{tag}", cmd, workdir / f"uac_{tag}.out")
+    try:
+        p.wait(timeout_s + 20)
+    except subprocess.TimeoutExpired:
+        PROCS.stop(p)
+        raise RuntimeError(f"SIPp UAC did not stop by itself within {timeout_s + 20} s")
+    PROCS.procs = [(n, q) for n, q in PROCS.procs if q is not p]
+    try:
+        with open(stf, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter=";"))
+    except FileNotFoundError:
+        rows = []
+    if not rows:
+        tail = (workdir / f"uac_{tag}.out").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"SIPp UAC wrote no statistics (exit {p.returncode}):\n{tail}")
+    return rows[-1]
+
+
+# --------------------------------------------------------------------------- routers
+
+def sipedge_cmd(arg: str | None) -> list[str]:
+    if arg:
+        return arg.split()
+    exe = Path(sys.executable).with_name("sipedge")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("sipedge")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "sipedge"]
+
+
+def fill_routes(db: Path, backends: list[tuple[str, int]]) -> None:
+    con = sqlite3.connect(str(db))
+    try:
+        con.execute("INSERT INTO sip_domains (domain, dispatcher_setid, enabled) VALUES (?, ?, 1)",
+                    (DOMAIN, SETID))
+        for ip, port in backends:
+            con.execute("INSERT INTO dispatcher (setid, destination, flags, priority) "
+                        "VALUES (?, ?, 0, 0)", (SETID, f"sip:{ip}:{port}"))
+        con.commit()
+    finally:
+        con.close()
+
+
+class SipedgeRouter:
+    name = "sipedge"
+
+    def __init__(self, cmd: list[str], edge: tuple[str, int], workdir: Path,
+                 backends: list[tuple[str, int]], log_level: str | None) -> None:
+        self.cmd, self.edge, self.workdir, self.backends = cmd, edge, workdir, backends
+        self.log_level = log_level
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> int:
+        db = self.workdir / "routing.db"
+        r = subprocess.run([*self.cmd, "db", "init", "--db", str(db)], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"sipedge db init failed: {r.stderr or r.stdout}")
+        fill_routes(db, self.backends)
+        cfg = self.workdir / "sipedge.toml"
+        text = (f'[sip]\nlisten = ["udp:{self.edge[0]}:{self.edge[1]}"]\n\n'
+                f'[database]\npath = "{db}"\n')
+        if self.log_level:
+            text += f'\n[log]\nlevel = "{self.log_level}"\n'
+        cfg.write_text(text)
+        self.proc = PROCS.start("sipedge", [*self.cmd, "run", "--config", str(cfg)],
+                                self.workdir / "sipedge.log")
+        wait_bound(*self.edge, self.proc, 15)
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc:
+            PROCS.stop(self.proc)
+            self.proc = None
+
+    def dead(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
+
+    def log_tail(self) -> str:
+        try:
+            return (self.workdir / "sipedge.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+
+class KamailioRouter:
+    name = "kamailio"
+
+    def __init__(self, edge: tuple[str, int], workdir: Path,
+                 backends: list[tuple[str, int]], shm_mb: int) -> None:
+        sys.path.insert(0, str(REPO / "tests"))
+        try:
+            from kamailio.reference import Kamailio, prepare_db  # the conformance suite's
+        finally:
+            sys.path.pop(0)
+        self._Kamailio, self._prepare_db = Kamailio, prepare_db
+        self.edge, self.workdir, self.backends, self.shm_mb = edge, workdir, backends, shm_mb
+        self.k = None
+
+    def start(self) -> int:
+        db = self.workdir / "routing.db"
+        self._prepare_db(db)
+        fill_routes(db, self.backends)
+        self.k = self._Kamailio(self.edge[0], self.edge[1], db, self.workdir,
+                                shm_mb=self.shm_mb, pkg_mb=16)
+        self.k.start(timeout=15)
+        # Kamailio.start() puts it in a session of its own; stopped by its PID in stop().
+        PROCS.procs.append(("kamailio", self.k.proc))
+        return self.k.pid
+
+    def stop(self) -> None:
+        if self.k:
+            p = self.k.proc
+            self.k.stop()
+            PROCS.procs = [(n, q) for n, q in PROCS.procs if q is not p]
+            self.k = None
+
+    def dead(self) -> bool:
+        return self.k is None or self.k.proc is None or self.k.proc.poll() is not None
+
+    def log_tail(self) -> str:
+        return self.k.log_text()[-2000:] if self.k else ""
+
+
+# --------------------------------------------------------------------------- ramp
+
+@dataclass
+class Result:
+    router: str
+    steps: list[Step] = field(default_factory=list)
+    best: int = 0
+    nprocs: int = 0
+    peak_pss_mb: float = 0.0
+    max_hwm_mb: float = 0.0
+    sum_hwm_mb: float = 0.0
+    error: str = ""
+    profile: list = field(default_factory=list)
+
+
+def measure_step(router_pid: int, edge, uac, rate: int, duration: float, workdir: Path,
+                 tag: str) -> Step:
+    calls = max(1, int(rate * duration))
+    timeout_s = int(duration) + 10
+    pids = session_pids(router_pid)
+    c0, t0 = cpu_seconds(pids), time.monotonic()
+    row = run_uac(edge, uac, rate, calls, timeout_s, workdir / f"uac_{tag}.csv", workdir, tag)
+    c1, t1 = cpu_seconds(session_pids(router_pid) or pids), time.monotonic()
+    st = Step(rate=rate)
+    st.calls = int(row.get("OutgoingCall(C)") or 0)
+    st.ok = int(row.get("SuccessfulCall(C)") or 0)
+    st.failed = max(st.calls - st.ok, int(row.get("FailedCall(C)") or 0))
+    if st.calls < calls:   # calls never created (timeout) are failures too
+        st.failed += calls - st.calls
+    st.fail_pct = 100.0 * st.failed / calls
+    try:
+        st.achieved_cps = float(row.get("CallRate(C)") or 0)
+    except ValueError:
+        st.achieved_cps = 0.0
+    st.retrans = int(row.get("Retransmissions(C)") or 0)
+    st.rtt_ms = hms_to_ms(row.get("ResponseTime1(C)", ""))
+    st.wall_s = t1 - t0
+    st.cpu_s = c1 - c0
+    st.cpu_pct = 100.0 * st.cpu_s / st.wall_s if st.wall_s else 0.0
+    st.cpu_us_per_call = 1e6 * st.cpu_s / st.ok if st.ok else float("nan")
+    st.passed = st.fail_pct < 1.0 and st.achieved_cps >= 0.95 * rate
+    if st.fail_pct >= 1.0:
+        st.note = ">=1% failed"
+    elif not st.passed:
+        st.note = "SIPp could not generate the rate"
+    return st
+
+
+def py_spy_start(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        log("  (py-spy not installed: no profile; pip install py-spy)")
+        return None
+    cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", str(out),
+           "--duration", str(seconds), "--rate", "200", "--nonblocking"]
+    return PROCS.start("py-spy", cmd, out.with_suffix(".log"))
+
+
+def summarize_profile(raw: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """Self and inclusive % per function from py-spy's collapsed-stack output."""
+    self_c: collections.Counter = collections.Counter()
+    incl_c: collections.Counter = collections.Counter()
+    total = 0
+    try:
+        lines = raw.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        n = int(n)
+        frames = stack.split(";")
+        total += n
+        self_c[frames[-1]] += n
+        for fr in set(frames):
+            incl_c[fr] += n
+    if not total:
+        return []
+    return [(fn, 100.0 * c / total, 100.0 * incl_c[fn] / total)
+            for fn, c in self_c.most_common(top)]
+
+
+def ramp(router, rates: list[int], duration: float, net: str, workdir: Path,
+         deadline: float, refine: bool, profile_rate: int | None) -> Result:
+    res = Result(router.name)
+    edge = (f"{net}.1", 5060)
+    uac = (f"{net}.21", 5060)
+    log(f"\n=== {router.name}: starting on {edge[0]}:{edge[1]}")
+    try:
+        pid = router.start()
+    except Exception as e:  # noqa: BLE001 - reported, the other router still runs
+        res.error = f"could not start: {e}"
+        log(f"  {res.error}")
+        return res
+    sampler = MemSampler(pid)
+    sampler.start()
+    try:
+        warm = measure_step(pid, edge, uac, 100, 2, workdir, "warmup")
+        if warm.fail_pct > 0:
+            res.error = (f"warm-up failed: {warm.failed}/{warm.calls} calls failed at 100 cps "
+                         f"(see {workdir}/uac_warmup.out, {workdir}/uac_warmup_errors.log)")
+            log(f"  {res.error}\n{router.log_tail()}")
+            return res
+        log(f"  warm-up ok ({warm.ok} calls, {warm.cpu_us_per_call:.0f} us CPU/call)")
+        log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'fail%':>6} {'got cps':>8} "
+            f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8}")
+        good = 0
+        refined = not refine
+        todo = list(rates)
+        while todo:
+            rate = todo.pop(0)
+            if time.monotonic() + duration + 12 > deadline:
+                log(f"  (time budget spent: stopping before {rate} cps)")
+                break
+            time.sleep(1.0)          # let the previous step's transactions drain
+            prof = None
+            if profile_rate and rate == profile_rate and router.name == "sipedge":
+                prof = py_spy_start(pid, workdir / f"py-spy-{rate}.txt", int(duration))
+            st = measure_step(pid, edge, uac, rate, duration, workdir, f"r{rate}")
+            if prof is not None:
+                try:
+                    prof.wait(15)
+                except subprocess.TimeoutExpired:
+                    pass
+                PROCS.stop(prof)
+                res.profile = summarize_profile(workdir / f"py-spy-{rate}.txt")
+            res.steps.append(st)
+            log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.fail_pct:>6.2f} "
+                f"{st.achieved_cps:>8.1f} {st.retrans:>6} {st.rtt_ms:>7.1f} {st.cpu_pct:>6.1f} "
+                f"{st.cpu_us_per_call:>8.0f}  {'ok' if st.passed else 'FAIL ' + st.note}")
+            if router.dead():
+                res.error = "router exited during the ramp"
+                log(f"  {res.error}\n{router.log_tail()}")
+                break
+            if st.passed:
+                good = max(good, rate)
+                continue
+            todo = []
+            # one step half-way between the last good rate and the failed one
+            mid = (good + (rate - good) // 2) // 50 * 50
+            if not refined and good and good < mid < rate:
+                todo, refined = [mid], True
+        res.best = good
+    finally:
+        sampler.stop()
+        res.nprocs = sampler.nprocs
+        res.peak_pss_mb = sampler.peak_pss_kb / 1024
+        res.max_hwm_mb = max(sampler.hwm_kb.values(), default=0) / 1024
+        res.sum_hwm_mb = sum(sampler.hwm_kb.values()) / 1024
+        router.stop()
+    return res
+
+
+# --------------------------------------------------------------------------- main
+
+def print_table(res: Result) -> None:
+    log(f"\n{res.router}: highest rate with < 1% failed calls: {res.best} cps")
+    if res.error:
+        log(f"  error: {res.error}")
+    log(f"  {'rate':>6} {'calls':>7} {'failed':>7} {'fail%':>6} {'got cps':>8} {'rtt ms':>7} "
+        f"{'CPU %':>6} {'us CPU/call':>11}  result")
+    for s in res.steps:
+        log(f"  {s.rate:>6} {s.calls:>7} {s.failed:>7} {s.fail_pct:>6.2f} {s.achieved_cps:>8.1f} "
+            f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f}  "
+            f"{'ok' if s.passed else 'FAIL (' + s.note + ')'}")
+    log(f"  processes: {res.nprocs}; peak memory: {res.peak_pss_mb:.1f} MB PSS (sum over "
+        f"processes), VmHWM max {res.max_hwm_mb:.1f} MB / sum {res.sum_hwm_mb:.1f} MB")
+    if res.profile:
+        log("  py-spy profile (self %, inclusive %):")
+        for fn, s, i in res.profile[:20]:
+            log(f"    {s:5.1f}% {i:5.1f}%  {fn}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--routers", default="sipedge,kamailio",
+                    help="comma-separated, in order (default: sipedge,kamailio)")
+    ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)),
+                    help="call rates of the ramp, calls/s")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per step (default 10)")
+    ap.add_argument("--budget", type=float, default=330.0,
+                    help="whole-run time budget in seconds (default 330)")
+    ap.add_argument("--net", default=os.environ.get("SIPEDGE_BENCH_NET", "127.0.88"),
+                    help="first three octets of the loopback addresses used (default 127.0.88)")
+    ap.add_argument("--sipedge", default=os.environ.get("SIPEDGE_CMD"),
+                    help="command that runs sipedge (default: sipedge beside this Python)")
+    ap.add_argument("--sipedge-log-level", default=None,
+                    help="[log] level for sipedge (default: the router's default)")
+    ap.add_argument("--kamailio-shm-mb", type=int, default=1024)
+    ap.add_argument("--no-refine", action="store_true", help="no half-way step after a failure")
+    ap.add_argument("--profile", type=int, default=None, metavar="RATE",
+                    help="record sipedge with py-spy during the step at RATE")
+    ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON")
+    a = ap.parse_args(argv)
+
+    if not a.net.startswith("127.") or a.net.count(".") != 2:
+        raise SystemExit("bench: --net must be three octets inside 127.0.0.0/8, e.g. 127.0.88")
+    rates = [int(x) for x in a.rates.split(",") if x]
+    routers = [r.strip() for r in a.routers.split(",") if r.strip()]
+    t_start = time.monotonic()
+    deadline = t_start + a.budget
+    base = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="sipedge-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    log(f"bench: logs in {base}; {os.cpu_count()} CPUs; rates {rates}; {a.duration:g} s per step")
+    backends = [(f"{a.net}.11", 5060), (f"{a.net}.12", 5060)]
+    for addr, port in [(f"{a.net}.1", 5060), *backends, (f"{a.net}.21", 5060)]:
+        if not udp_free(addr, port):
+            raise SystemExit(f"bench: udp {addr}:{port} is in use; choose another --net")
+
+    def on_signal(signum, _frame):
+        PROCS.stop_all()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    results: dict[str, Result] = {}
+    try:
+        for name in routers:
+            wd = base / name
+            wd.mkdir(exist_ok=True)
+            uas = [start_uas(f"uas{i + 1}", ip, port, wd) for i, (ip, port) in enumerate(backends)]
+            try:
+                if name == "sipedge":
+                    router = SipedgeRouter(sipedge_cmd(a.sipedge), (f"{a.net}.1", 5060), wd,
+                                           backends, a.sipedge_log_level)
+                elif name == "kamailio":
+                    router = KamailioRouter((f"{a.net}.1", 5060), wd, backends, a.kamailio_shm_mb)
+                else:
+                    raise SystemExit(f"bench: unknown router {name!r}")
+                # share the remaining time fairly between the routers still to run
+                left = len(routers) - len(results)
+                r_deadline = time.monotonic() + (deadline - time.monotonic()) / left
+                results[name] = ramp(router, rates, a.duration, a.net, wd, r_deadline,
+                                     not a.no_refine, a.profile)
+            finally:
+                for p in uas:
+                    PROCS.stop(p)
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130
+    finally:
+        PROCS.stop_all()
+
+    log("\n================ results ================")
+    for res in results.values():
+        print_table(res)
+    log(f"\nwhole run: {time.monotonic() - t_start:.0f} s; logs in {base}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
+    s, k = results.get("sipedge"), results.get("kamailio")
+    if s and k:
+        ratio = s.best / k.best if k.best else float("nan")
+        log(f"ratio sipedge/kamailio = {ratio:.2f} (sipedge {s.best} cps, kamailio {k.best} cps)")
+    return 0 if all(not r.error for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

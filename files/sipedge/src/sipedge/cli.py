@@ -1,0 +1,97 @@
+"""The `sipedge` command: run, check-config, db init, db version."""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import __version__, config, schema
+from .route import NOTICE
+from .shell import Edge
+from .store import StoreError
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
+          "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def setup_logging(level):
+    """One line per event on stderr; journald adds the time stamp."""
+    logging.addLevelName(NOTICE, "NOTICE")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger("sipedge")
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    root.propagate = False
+
+
+def cmd_run(args):
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print("%s: %s" % (args.config, exc), file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level)
+    try:
+        asyncio.run(Edge(cfg).serve())
+    except StoreError as exc:
+        logging.getLogger("sipedge").error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        logging.getLogger("sipedge").error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def cmd_check_config(args):
+    try:
+        config.load(args.file)
+    except config.ConfigError as exc:
+        print("%s: %s" % (args.file, exc), file=sys.stderr)
+        return 2
+    print("%s: ok" % args.file)
+    return 0
+
+
+def cmd_db_init(args):
+    try:
+        print(schema.ensure_schema(args.db))
+    except (schema.SchemaError, StoreError) as exc:
+        print("%s: %s" % (args.db, exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_db_version(args):
+    try:
+        print(schema.read_version(args.db))
+    except (schema.SchemaError, StoreError) as exc:
+        print("%s: %s" % (args.db, exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="sipedge", description=__doc__)
+    top.add_argument("--version", action="version", version="sipedge " + __version__)
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the edge router in the foreground")
+    run.add_argument("--config", required=True, help="path of sipedge.toml")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    db = sub.add_parser("db", help="routing DB schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    init = dbsub.add_parser("init", help="create or migrate the routing DB")
+    init.add_argument("--db", required=True)
+    init.set_defaults(func=cmd_db_init)
+    version = dbsub.add_parser("version", help="print the schema version")
+    version.add_argument("--db", required=True)
+    version.set_defaults(func=cmd_db_version)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,510 @@
+"""Destination sets, selection algorithms and the OPTIONS keep-alive state machine.
+
+Sans-I/O: nothing here sends, sleeps or reads a clock.  The shell feeds the
+routing DB rows to `Dispatcher.load`, asks `select` for a destination per
+request, pings `ping_targets()` every `ping_interval` and reports each result
+to `ping_result`, which says when a destination went up or down.
+References below are to `reference/sip-spec-notes.md` (section 2).
+
+Array order of a set (decides round-robin rotation, algorithm 8 and the skip loop):
+  * "lowest-first" (the product's default, DESIGN.md decision 7): ascending
+    priority value, ties in load (DB id) order.  Priority 0 comes before 10.
+  * "kamailio": exactly what Kamailio builds (2.1): descending priority value,
+    ties in REVERSE load order.  Rows A, B, C of equal priority give [C, B, A].
+
+`flags` column = Kamailio's per-destination state bits (DESIGN.md decision 8):
+INACTIVE 1 (not selected, still pinged, back after `inactive_threshold`
+successes), TRYING 2 (selected), DISABLED 4 (never selected, never pinged,
+never changed by keep-alives), PROBING 8 (informational: every non-disabled
+node is pinged, as in Kamailio's ds_probing_mode=1).  NODNSARES 16 and NOPING 32
+are not pinged, as in Kamailio.  NULL = 0.
+
+Algorithms (2.3): 0 Call-ID hash, 1 From URI hash, 2 To URI hash, 3 R-URI
+hash (bit-exact `ds_get_hash`, 2.5), 4 round robin, 6 random, 8 first
+selectable in array order, 9 weight (2.4).  The chosen index is `hash % n`; an
+INACTIVE or DISABLED entry passes the choice on to the next one in array order.
+
+Reload (`load`) keeps what Kamailio would lose (2.11), so that the routing DB
+can change under a running router without side effects:
+  * the health state (TRYING/INACTIVE/PROBING bits and the probe counter) of a
+    destination whose (setid, uri) and `flags` column are unchanged; a changed
+    `flags` column means an operator decision and resets the state to it;
+  * the round-robin position and the weight table of a set whose members (in
+    array order, and their weights) are unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Protocol, Union
+
+INACTIVE, TRYING, DISABLED, PROBING = 1, 2, 4, 8
+NODNSARES, NOPING = 16, 32
+
+SKIP = INACTIVE | DISABLED  # Kamailio's ds_skip_dst()
+NO_PING = DISABLED | NODNSARES | NOPING
+HEALTH_BITS = INACTIVE | TRYING | PROBING  # rebuilt by each keep-alive result
+
+ALGORITHMS = frozenset((0, 1, 2, 3, 4, 6, 8, 9))
+PRIORITY_ORDERS = ("lowest-first", "kamailio")
+WEIGHT_SLOTS = 100
+
+_M32 = 0xFFFFFFFF
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+
+Row = tuple  # (setid, destination, flags, priority, attrs) as read from the DB
+Text = Union[str, bytes]
+
+
+class RoutedMessage(Protocol):  # pylint: disable=too-few-public-methods
+    """What `Dispatcher.select` reads from a request (str or bytes each)."""
+
+    call_id: Text
+    from_uri: Text
+    to_uri: Text
+    ruri: Text
+
+
+# ---------------------------------------------------------------------------
+# Kamailio's hash (bit-exact, dispatch.c ds_get_hash)
+
+def ds_get_hash(key1: Optional[bytes], key2: Optional[bytes]) -> int:
+    """Kamailio's `ds_get_hash(x, y)`; None stands for a NULL str pointer."""
+    if key1 is None and key2 is None:
+        return 0
+    h = 0
+    for key in (key1, key2):
+        if key is None:
+            continue
+        sv = memoryview(key).cast("b")  # C 'char' is signed on x86
+        n = len(sv)
+        p = 0
+        while p + 4 <= n:
+            v = ((sv[p] << 24) + (sv[p + 1] << 16) + (sv[p + 2] << 8) + sv[p + 3]) & _M32
+            h = (h + (v ^ (v >> 3))) & _M32
+            p += 4
+        v = 0
+        while p < n:
+            v = ((v << 8) + sv[p]) & _M32
+            p += 1
+        h = (h + (v ^ (v >> 3))) & _M32
+    h = (h + (h >> 11) + (h >> 13) + (h >> 23)) & _M32
+    return h or 1
+
+
+def _as_bytes(value: Text) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    # surrogateescape round-trips bytes that a parser decoded the same way
+    return value.encode("utf-8", "surrogateescape")
+
+
+def split_uri(uri: str) -> Optional[tuple[str, Optional[str], str, Optional[str], str]]:
+    """Split a sip:/sips: URI into (scheme, user, host, port, params).
+
+    `host` is the literal text (IPv6 keeps its brackets, as in Kamailio's
+    parse_uri), `user` is None without '@', `port` is None when absent.
+    Returns None when the URI is not a usable sip/sips URI.
+    """
+    uri = uri.strip()
+    scheme, sep, rest = uri.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("sip", "sips"):
+        return None
+    rest = rest.partition("?")[0]
+    user = None
+    userinfo, at, hostpart = rest.partition("@")
+    if at:
+        user = userinfo.partition(":")[0]  # drop a password
+    else:
+        hostpart = userinfo
+    hostport, _, params = hostpart.partition(";")
+    port: Optional[str]
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0:
+            return None
+        host, tail = hostport[:close + 1], hostport[close + 1:]
+        if not tail:
+            port = None
+        elif tail[0] == ":":
+            port = tail[1:]
+        else:
+            return None
+    else:
+        host, colon, port = hostport.partition(":")
+        if not colon:
+            port = None
+    if not host or (port is not None and not (port.isascii() and port.isdigit() and int(port) <= 65535)):
+        return None
+    return scheme, user, host, port, params
+
+
+def uri_hash_keys(uri: Text) -> Optional[tuple[Optional[bytes], bytes]]:
+    """Keys of algorithms 1-3 (dispatch.c get_uri_hash_keys): (user, host[:port]).
+
+    The port is part of key 2 only when present and not the scheme's default
+    (5060, 5061 for sips).  None when the URI has no host (Kamailio: error).
+    """
+    parts = split_uri(uri.decode("utf-8", "surrogateescape") if isinstance(uri, bytes) else uri)
+    if parts is None:
+        return None
+    scheme, user, host, port, _ = parts
+    if port is not None and int(port) != (5061 if scheme == "sips" else 5060):
+        host = host + ":" + port
+    return (None if user is None else _as_bytes(user)), _as_bytes(host)
+
+
+def parse_destination(uri: str) -> Optional[tuple[str, int, str]]:
+    """(host, port, transport) of a destination URI, or None if unusable.
+
+    host is socket-ready (IPv6 without brackets); port defaults to 5060 (5061
+    for sips); transport is the lower-cased `transport` parameter or "".
+    """
+    parts = split_uri(uri)
+    if parts is None:
+        return None
+    scheme, _, host, port, params = parts
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    elif not _HOSTNAME.match(host):
+        return None
+    number = int(port) if port is not None else (5061 if scheme == "sips" else 5060)
+    if not 1 <= number <= 65535:
+        return None
+    transport = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "transport":
+            transport = value.strip().lower()
+    return host, number, transport
+
+
+def parse_attrs(attrs: str) -> dict[str, str]:
+    """`name=value;name=value` (names case-insensitive, trailing ';' allowed)."""
+    out = {}
+    for item in attrs.strip().rstrip(";").split(";"):
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name:
+            out[name] = value.strip()
+    return out
+
+
+def _weight(attrs: str) -> int:
+    value = parse_attrs(attrs).get("weight", "")
+    try:
+        weight = int(value)
+    except ValueError:
+        return 0
+    return weight if 1 <= weight <= 100 else 0  # Kamailio: out of range -> 0
+
+
+def _as_int(value, default: Optional[int]) -> int:
+    """DB value -> int (SQLite columns are loosely typed); raises ValueError."""
+    if value is None:
+        if default is None:
+            raise ValueError("NULL")
+        return default
+    if isinstance(value, bool):
+        raise ValueError(repr(value))
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip(), 0) if value.strip().lower().startswith("0x") else int(value.strip())
+    raise ValueError(repr(value))
+
+
+def _coerce_row(row: Row) -> tuple[int, str, int, int, str]:
+    """(setid, destination, flags, priority, attrs) with NULL flags/priority = 0, NULL attrs = ""."""
+    raw_setid, uri, raw_flags, raw_priority, attrs = row
+    return (_as_int(raw_setid, None), uri if isinstance(uri, str) else "", _as_int(raw_flags, 0), _as_int(raw_priority, 0),
+            attrs if isinstance(attrs, str) else "")
+
+
+# ---------------------------------------------------------------------------
+# State
+
+@dataclass(eq=False)  # identity semantics: a live, mutable record usable as a dict key
+class Destination:  # pylint: disable=too-many-instance-attributes
+    """One destination of one set, with its runtime state in `flags`."""
+
+    setid: int
+    uri: str
+    flags: int
+    priority: int
+    attrs: str
+    host: str
+    port: int
+    weight: int
+    probing_count: int = 0
+    db_flags: int = 0  # the `flags` column as loaded; a change resets the runtime state
+    transport: str = ""
+
+    @property
+    def selectable(self) -> bool:
+        return not self.flags & SKIP
+
+    @property
+    def state(self) -> str:
+        """Kamailio's two-letter state (dispatcher.list): AX, TP, IP, DX..."""
+        flags = self.flags
+        first = "I" if flags & INACTIVE else "D" if flags & DISABLED else "T" if flags & TRYING else "A"
+        return first + ("P" if flags & PROBING else "N" if flags & NOPING else "X")
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    """The [dispatcher] config keys that the core needs."""
+
+    algorithm: int = 4
+    set_algorithms: dict[int, int] = field(default_factory=dict)
+    priority_order: str = "lowest-first"
+    probing_threshold: int = 2
+    inactive_threshold: int = 2
+    ping_reply_codes: frozenset[int] = frozenset()
+
+    def __post_init__(self):
+        if self.priority_order not in PRIORITY_ORDERS:
+            raise ValueError("priority_order must be one of %s (got %r)" % (", ".join(PRIORITY_ORDERS), self.priority_order))
+        if self.probing_threshold < 1 or self.inactive_threshold < 1:
+            raise ValueError("probing_threshold and inactive_threshold must be >= 1")
+
+
+@dataclass(eq=False)
+class _Set:
+    setid: int
+    dlist: list[Destination]
+    last: int = 0  # round-robin position (alg 4)
+    wlist: list[int] = field(default_factory=lambda: [0] * WEIGHT_SLOTS)  # alg 9 table
+    wlast: int = 0
+
+    def members(self) -> tuple[str, ...]:
+        return tuple(d.uri for d in self.dlist)
+
+    def weights(self) -> tuple[int, ...]:
+        return tuple(d.weight for d in self.dlist)
+
+
+class Dispatcher:
+    """All destination sets; see the module docstring for the semantics."""
+
+    def __init__(self, settings: DispatcherSettings, rng: Optional[random.Random] = None):
+        self.settings = settings
+        self._rng = rng if rng is not None else random.Random()
+        self._sets: dict[int, _Set] = {}
+        self._by_key: dict[tuple[int, str], Destination] = {}
+        unknown = sorted({settings.algorithm, *settings.set_algorithms.values()} - ALGORITHMS)
+        # select() treats these as 8 (Kamailio: "algo not implemented - using first entry")
+        self.settings_warnings = ["dispatcher algorithm %d is not supported: using the first selectable destination (8)" % alg for alg in unknown]
+
+    # -- loading -----------------------------------------------------------
+
+    def load(self, rows: Iterable[Row]) -> list[str]:
+        """Replace the sets with DB rows (setid, destination, flags, priority, attrs) in DB order.
+
+        Returns one warning line per skipped row.  See the module docstring for
+        what survives a reload.
+        """
+        warnings: list[str] = []
+        grouped: dict[int, list[Destination]] = {}
+        by_key: dict[tuple[int, str], Destination] = {}
+        for row in rows:
+            dest = self._make_destination(row, warnings)
+            if dest is None:
+                continue
+            key = (dest.setid, dest.uri)
+            if key in by_key:
+                warnings.append("dispatcher: set %d: duplicate destination %s skipped" % key)
+                continue
+            by_key[key] = dest
+            grouped.setdefault(dest.setid, []).append(dest)
+        sets = {setid: self._make_set(setid, dlist) for setid, dlist in grouped.items()}
+        self._sets, self._by_key = sets, by_key
+        return warnings
+
+    def _make_destination(self, row: Row, warnings: list[str]) -> Optional[Destination]:
+        try:
+            setid, uri, flags, priority, attrs = _coerce_row(row)
+        except (TypeError, ValueError) as exc:
+            warnings.append("dispatcher: row %r skipped: bad value (%s)" % (tuple(row) if isinstance(row, (tuple, list)) else row, exc))
+            return None
+        parsed = parse_destination(uri)
+        if parsed is None and len(uri) > 4 and not uri.lower().startswith("sip:"):
+            # Kamailio add_dest2list: prepend "sip:" once and retry; the stored URI keeps it
+            uri = "sip:" + uri
+            parsed = parse_destination(uri)
+        if parsed is None:
+            warnings.append("dispatcher: set %d: destination %r skipped: not a usable sip: URI" % (setid, row[1]))
+            return None
+        host, port, transport = parsed
+        old = self._by_key.get((setid, uri))
+        keep = old is not None and old.db_flags == flags  # same flags column: keep the health state
+        if keep and old.priority == priority and old.attrs == attrs:
+            return old  # same row: keep the live object (pings in flight refer to it)
+        return Destination(setid=setid, uri=uri, flags=old.flags if keep else flags, priority=priority, attrs=attrs, host=host, port=port,
+                           weight=_weight(attrs), probing_count=old.probing_count if keep else 0, db_flags=flags, transport=transport)
+
+    def _make_set(self, setid: int, loaded: list[Destination]) -> _Set:
+        # sorted() is stable: ties stay in load order
+        dlist = sorted(loaded, key=lambda d: d.priority)
+        if self.settings.priority_order == "kamailio":
+            dlist.reverse()  # Kamailio's ascending list copied backwards
+        dset = _Set(setid, dlist)
+        old = self._sets.get(setid)
+        if old is not None and old.members() == dset.members():
+            dset.last = old.last
+            if old.weights() == dset.weights():
+                dset.wlist, dset.wlast = old.wlist, old.wlast
+                return dset
+        self._init_weights(dset)
+        return dset
+
+    def _init_weights(self, dset: _Set) -> None:
+        """dispatch.c dp_init_weights: used only if dlist[0] has a weight."""
+        dlist = dset.dlist
+        if not dlist[0].weight:
+            return  # table stays all zeros: entry 0, then the skip loop
+        table: list[int] = []
+        for index, dest in enumerate(dlist):
+            table.extend([index] * dest.weight)
+        del table[WEIGHT_SLOTS:]
+        table.extend([len(dlist) - 1] * (WEIGHT_SLOTS - len(table)))  # remainder to the last entry
+        self._rng.shuffle(table)
+        dset.wlist = table
+
+    # -- selection ---------------------------------------------------------
+
+    def algorithm_for(self, setid: int) -> int:
+        return self.settings.set_algorithms.get(setid, self.settings.algorithm)
+
+    def select(self, setid: int, msg: RoutedMessage) -> Optional[Destination]:
+        """ds_select_dst: the destination for this request, or None (caller replies 503).
+
+        None when the set is missing, nothing in it is selectable, or the URI
+        that a hash algorithm needs has no host.
+        """
+        dset = self._sets.get(setid)
+        if dset is None:
+            return None
+        dlist = dset.dlist
+        n = len(dlist)
+        alg = self.algorithm_for(setid)
+        round_robin = alg == 4
+        if round_robin:
+            h = dset.last
+            dset.last = (h + 1) % n
+        elif alg == 0:
+            h = ds_get_hash(_as_bytes(msg.call_id).strip(b" \t\r\n"), None)
+        elif alg in (1, 2, 3):
+            keys = uri_hash_keys((msg.from_uri, msg.to_uri, msg.ruri)[alg - 1])
+            if keys is None:
+                return None
+            h = ds_get_hash(*keys)
+        elif alg == 6:
+            h = self._rng.randrange(n)
+        elif alg == 9:
+            h = dset.wlist[dset.wlast]
+            dset.wlast = (dset.wlast + 1) % WEIGHT_SLOTS
+        else:  # 8, and unknown algorithms as Kamailio does
+            h = 0
+        start = i = h % n
+        while dlist[i].flags & SKIP:
+            i = (i + 1) % n
+            if i == start:
+                return None
+        if round_robin:
+            dset.last = (i + 1) % n  # the next call starts after the node really used
+        return dlist[i]
+
+    # -- listing -----------------------------------------------------------
+
+    def set_ids(self) -> list[int]:
+        return sorted(self._sets)
+
+    def destinations(self) -> list[Destination]:
+        """Every destination, sets by ascending id, each in array order."""
+        return [d for setid in sorted(self._sets) for d in self._sets[setid].dlist]
+
+    def ping_targets(self) -> list[Destination]:
+        """Destinations to ping this round (Kamailio ds_probing_mode=1)."""
+        return [d for d in self.destinations() if not d.flags & NO_PING]
+
+    def find(self, setid: int, uri: str) -> Optional[Destination]:
+        return self._by_key.get((setid, uri))
+
+    def snapshot(self) -> list[dict]:
+        """Per set and per destination state (for `sipedge ctl list`)."""
+        return [{
+            "setid": setid,
+            "algorithm": self.algorithm_for(setid),
+            "destinations": [{
+                "index": index, "uri": d.uri, "state": d.state, "flags": d.flags, "priority": d.priority,
+                "attrs": d.attrs, "weight": d.weight, "probing_count": d.probing_count,
+            } for index, d in enumerate(self._sets[setid].dlist)],
+        } for setid in sorted(self._sets)]
+
+    # -- state -------------------------------------------------------------
+
+    def ping_result(self, dest: Destination, code: int) -> Optional[str]:
+        """Apply one keep-alive result (408 for a local timeout).
+
+        Returns "up" or "down" when selectability changed, else None.  The
+        destination is looked up again by (setid, uri), as Kamailio's
+        ds_update_state does, so a result that arrives after a reload applies
+        to the current entry and one for a removed entry is ignored.
+        """
+        current = self._by_key.get((dest.setid, dest.uri))
+        if current is None or current.flags & DISABLED:
+            return None
+        old = current.flags
+        count = current.probing_count
+        settings = self.settings
+        if 200 <= code <= 299 or code in settings.ping_reply_codes:
+            state = PROBING
+            if old & INACTIVE:
+                count += 1
+                if count < settings.inactive_threshold:
+                    state |= INACTIVE  # not enough successes in a row yet
+                else:
+                    count = 0
+            else:
+                count = 0  # one success heals TRYING
+        elif old & INACTIVE:
+            state, count = INACTIVE | PROBING, 0  # the success streak starts again
+        else:
+            count += 1
+            if count >= settings.probing_threshold:
+                state, count = INACTIVE | PROBING, 0
+            else:
+                state = TRYING | PROBING
+        current.flags = (old & ~HEALTH_BITS) | state
+        current.probing_count = count
+        return self._event(old, current.flags)
+
+    def set_state(self, setid: int, uri: str, state: int) -> bool:
+        """Admin hook (RPC dispatcher.set_state): set the state bits 1|2|4|8.
+
+        Like Kamailio: no event, the probe counter is kept.  False if unknown.
+        """
+        dest = self._by_key.get((setid, uri))
+        if dest is None:
+            return False
+        dest.flags = (dest.flags & ~(HEALTH_BITS | DISABLED)) | (state & (HEALTH_BITS | DISABLED))
+        return True
+
+    @staticmethod
+    def _event(old: int, new: int) -> Optional[str]:
+        was, now = bool(old & SKIP), bool(new & SKIP)
+        if was == now:
+            return None
+        return "up" if was else "down"

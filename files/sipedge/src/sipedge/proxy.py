@@ -1,0 +1,149 @@
+"""The sans-I/O core: datagrams and time in, datagrams and timers out.
+
+`Proxy.on_datagram(data, src, now)` handles one received datagram and calls
+`send(data, (host, port))` for whatever must go out; `Proxy.run_timers(now)`
+fires due timers and `next_deadline()` says when to call it again.  Nothing
+here touches a socket or a clock, so every path runs under a fake clock.
+"""
+
+import functools
+import ipaddress
+import logging
+
+from . import build
+from .dispatcher import Dispatcher, DispatcherSettings
+from .message import ParseError, parse
+from .route import Router
+from .timers import Timers
+from .transaction import ACK, CANCEL, TransactionLayer, server_key
+
+log = logging.getLogger("sipedge")
+_REQUIRED = (b"from", b"to", b"call-id", b"cseq")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_literal(host):
+    """'::1' for '[::1]'; None for a name (names are resolved at load time)."""
+    host = host[1:-1] if host.startswith("[") else host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+class Proxy:
+    """The edge router's core, shared by the asyncio shell and the tests."""
+
+    def __init__(self, config, send, local, myself, rng=None):
+        """`local` is the host[:port] (bytes) for our Via and Record-Route;
+        `myself` the set of (host bytes, port) that name this edge."""
+        self.config = config
+        self.send = send
+        self.local = local
+        self.myself = myself
+        self.timers = Timers()
+        self.dispatcher = Dispatcher(DispatcherSettings(
+            algorithm=config.algorithm, set_algorithms=dict(config.set_algorithms),
+            priority_order=config.priority_order, probing_threshold=config.probing_threshold,
+            inactive_threshold=config.inactive_threshold, ping_reply_codes=frozenset(config.ping_reply_codes)), rng)
+        self.router = Router(config, self.dispatcher, self.is_myself)
+        self.txns = TransactionLayer(config, self.timers, send, local, self.is_myself)
+        self.resolved = {}  # destination host name -> IP, filled at load time by the shell
+        self._ping_timer = None
+
+    def is_myself(self, host, port):
+        if host.startswith(b"["):
+            host = host[1:-1]
+        return (host, port) in self.myself
+
+    # ---- routing data ---------------------------------------------------
+    def load(self, data, resolved=None):
+        """Swap in new routing data (a store.RoutingData)."""
+        self.router.domains = {d.encode("utf-8", "surrogateescape"): s for d, s in data.domains.items()}
+        for warning in self.dispatcher.load(data.destinations):
+            log.warning("%s", warning)
+        if resolved is not None:
+            self.resolved = resolved
+
+    def address_of(self, dest):
+        host = _ip_literal(dest.host) or self.resolved.get(dest.host)
+        return None if host is None else (host, dest.port)
+
+    # ---- time -------------------------------------------------------------
+    def next_deadline(self):
+        return self.timers.next_deadline()
+
+    def run_timers(self, now):
+        self.timers.run(now)
+
+    def start(self, now):
+        """Start the health checks: a first round now, then every ping_interval."""
+        if self.config.ping_interval > 0 and self._ping_timer is None:
+            self._ping_round(None, now)
+
+    def _ping_round(self, _arg, now):
+        cfg = self.config
+        for dest in self.dispatcher.ping_targets():
+            addr = self.address_of(dest)
+            if addr is None:
+                self._ping_result(dest, 500)
+                continue
+            self.txns.ping(dest, addr, cfg.ping_from.encode(), cfg.ping_method.encode(), now, self._ping_result)
+        self._ping_timer = self.timers.start(now + cfg.ping_interval, self._ping_round, None)
+
+    def _ping_result(self, dest, code):
+        change = self.dispatcher.ping_result(dest, code)
+        if change == "up":
+            log.info("Asterisk UP: %s", dest.uri)
+        elif change == "down":
+            log.warning("Asterisk DOWN: %s", dest.uri)
+
+    # ---- datagrams ----------------------------------------------------------
+    def on_datagram(self, data, src, now):
+        """Handle one received datagram from src = (ip str, port int)."""
+        try:
+            if data[:8] == b"SIP/2.0 ":
+                self.txns.on_response(data, now)
+                return
+            msg = parse(data)
+        except ParseError as exc:
+            log.debug("dropped unparsable datagram from %s: %s", src[0], exc)
+            return
+        if not msg.is_request:
+            return  # a response of another SIP version
+        # Kamailio's core drops, without a reply, a request whose Via or whose
+        # headers up to the first Via cannot be parsed, or that lacks the
+        # transaction-identifying headers.
+        via = msg.top_via
+        if via is None or (msg.bad_header is not None and msg.bad_header <= msg.index(b"via")):
+            return
+        if any(msg.index(name) < 0 for name in _REQUIRED):
+            return
+        reply_addr = build.stamp_via(msg, src[0].encode(), src[1])
+        reply_addr = (src[0], reply_addr[1])
+        key = server_key(msg)
+        if self.txns.absorb(msg, key, now):
+            return
+        outcome = self.router.route(msg, src[0])
+        kind = outcome[0]
+        if kind == "forward":
+            self._forward(msg, key, reply_addr, outcome, now)
+        elif kind == "reply" and msg.method != ACK:
+            self.send(build.reply(msg, outcome[1], outcome[2]), reply_addr)
+
+    def _forward(self, msg, key, reply_addr, outcome, now):
+        _, host, port, record_route = outcome
+        if msg.method == CANCEL:
+            invite = self.txns.server.get(key[:-1] + (b"INVITE",))
+            if invite is not None and invite.request is not None:
+                self.txns.cancel(invite, msg, key, reply_addr, now)
+                return
+        if record_route:
+            msg.insert(0, b"record-route", build.record_route_line(self.local, msg.from_tag))
+        dest = (_ip_literal(host) or self.resolved.get(host), port)
+        if dest[0] is None:
+            self.send(build.reply(msg, 478, b"Unresolvable destination (478/SL)"), reply_addr)
+        elif msg.method == ACK:
+            self.txns.forward_stateless(msg, dest)
+        else:
+            self.txns.forward(msg, key, reply_addr, dest, now)

@@ -1,0 +1,219 @@
+"""The seed's request_route as an ordered pipeline of small stages.
+
+Each stage looks at a request and either lets it pass (returns None) or
+decides its fate with one of the outcomes below.  The order and the observable
+results follow Kamailio running the seed (sip-spec-notes section 1), with the
+decisions of DESIGN.md where the seed's letter and intent differ.
+"""
+
+import ipaddress
+import logging
+
+from .message import parse_uri, parse_name_addr, split_commas
+
+log = logging.getLogger("sipedge")
+NOTICE = 25
+
+DROP = ("drop",)
+
+
+def reply(code, reason):
+    return ("reply", code, reason)
+
+
+def forward(host, port, record_route):
+    """Relay to host:port (a string IP and an int port)."""
+    return ("forward", host, port, record_route)
+
+
+TOO_MANY_HOPS = reply(483, b"Too Many Hops")
+NOT_HERE = reply(404, b"Not Here")
+NOT_ALLOWED = reply(405, b"Method Not Allowed")
+UNAVAILABLE = reply(503, b"Service Unavailable")
+OPTIONS_OK = reply(200, b"OK")
+UNRESOLVABLE = reply(478, b"Unresolvable destination (478/SL)")
+
+
+def max_forwards(msg, limit_insert, limit_max):
+    """mf_process_maxfwd_header: insert, clamp or decrement; 483 at zero or on
+    a value or header block Kamailio cannot parse."""
+    i = msg.index(b"max-forwards")
+    if msg.bad_header is not None and (i < 0 or msg.bad_header < i):
+        return TOO_MANY_HOPS
+    if i < 0:
+        msg.insert(0, b"max-forwards", b"Max-Forwards: %d" % limit_insert)
+        return None
+    text = msg.value(i)
+    if text and (not text.isdigit() or len(text) > 5):
+        return TOO_MANY_HOPS
+    value = int(text or b"0") & 0xFFFF  # str2s keeps 16 bits
+    if value == 0:
+        return TOO_MANY_HOPS
+    msg.replace(i, b"Max-Forwards: %d" % (limit_max if value > limit_max else value - 1))
+    return None
+
+
+def _uint(text, bits):
+    return text.isdigit() and int(text) < (1 << bits)
+
+
+def sanity(msg):
+    """sanity_check("1511", "7") in Kamailio's order; the first failure decides.
+    Checks that Kamailio answers with no reply are silent drops."""
+    if msg.version != b"SIP/2.0":
+        return reply(505, b"Version Not Supported (R-URI)")
+    if msg.ruri_parsed is None:
+        return reply(400, b"Bad Request URI")
+    for name in (b"from", b"to", b"call-id", b"cseq"):
+        if msg.count(name) != 1:
+            return DROP
+    if msg.bad_header is not None:
+        return reply(400, b"Bad Headers")
+    number, method = msg.cseq
+    if not method:
+        return reply(400, b"Missing method in CSeq header")
+    if method != msg.method:
+        return reply(400, b"CSeq method does not match request method")
+    if not number:
+        return reply(400, b"Missing number in CSeq header")
+    if not _uint(number, 31):
+        return reply(400, b"CSeq number is illegal")
+    length = msg.get(b"content-length")
+    if length is not None:
+        if not msg.has_eoh:
+            return reply(400, b"Content-Length Body Failure")
+        if int(length) != len(msg.body):
+            return reply(400, b"Content-Length mis-match")
+    expires = msg.get(b"expires")
+    if expires is not None:
+        if not expires:
+            return reply(400, b"Missing number in Expires header")
+        if not _uint(expires, 32):
+            return reply(400, b"Expires value is illegal")
+    if msg.from_uri_parsed is None:
+        return reply(400, b"Invalid From Header")
+    if msg.to_uri_parsed is None:
+        return reply(400, b"Invalid To Header")
+    return None
+
+
+class Router:
+    """Decides what happens to a request that no transaction claimed."""
+
+    def __init__(self, config, dispatcher, is_myself):
+        self.config = config
+        self.dispatcher = dispatcher
+        self.is_myself = is_myself  # (host bytes, port int) -> bool
+        self.domains = {}
+        self.scanners = tuple(s.encode() for s in config.scanner_user_agents)
+        self.methods = frozenset(m.encode() for m in config.allowed_methods)
+        self.options_networks = config.options_answer_networks
+
+    def route(self, msg, src_ip):
+        """Run the pipeline; returns an outcome tuple."""
+        cfg = self.config
+        return (max_forwards(msg, cfg.max_forwards, cfg.max_forwards_limit)
+                or sanity(msg)
+                or self.scanner(msg)
+                or self.in_dialog(msg)
+                or self.method_allowed(msg)
+                or self.domain(msg, src_ip))
+
+    def scanner(self, msg):
+        agent = msg.get(b"user-agent")
+        if agent is not None:
+            agent = agent.lower()
+            for needle in self.scanners:
+                if needle in agent:
+                    log.debug("scanner dropped: %s", agent.decode("utf-8", "replace"))
+                    return DROP
+        return None
+
+    def in_dialog(self, msg):
+        """has_totag -> loose_route or 404.  A Route that does not name this edge
+        is never followed (DESIGN.md decision 9)."""
+        if not msg.to_tag:
+            return None
+        routes = msg.values(b"route")
+        ruri = msg.ruri_parsed
+        if routes and ruri is not None and ruri.host and self._myself_uri(ruri):
+            # The previous hop was a strict router: the R-URI is our Record-Route
+            # and the real target is the last Route (RFC 3261 16.4).
+            last = parse_name_addr(routes[-1])
+            if last is None:
+                return NOT_HERE
+            msg.set_ruri(last.uri)
+            self._remove_route_values(msg, len(routes) - 1, 1)
+            routes = routes[:-1]
+        elif not routes:
+            return NOT_HERE
+        else:
+            top = parse_name_addr(routes[0])
+            uri = parse_uri(top.uri) if top else None
+            if uri is None or not uri.host or not self._myself_uri(uri):
+                return NOT_HERE
+            self._remove_route_values(msg, 0, 1)
+            routes = routes[1:]
+        if routes:
+            nxt = parse_name_addr(routes[0])
+            target = parse_uri(nxt.uri) if nxt else None
+        else:
+            target = msg.ruri_parsed
+        return self._target(target, False)
+
+    def _myself_uri(self, uri):
+        port = int(uri.port) if uri.port else (5061 if uri.scheme == b"sips" else 5060)
+        return self.is_myself(uri.host, port)
+
+    @staticmethod
+    def _target(uri, record_route):
+        if uri is None or not uri.host:
+            return NOT_HERE
+        maddr = uri.param(b"maddr")
+        host = (maddr or uri.host).decode("ascii", "replace")
+        host = host[1:-1] if host.startswith("[") else host
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
+        port = int(uri.port) if uri.port else (5061 if uri.scheme == b"sips" else 5060)
+        return forward(host, port, record_route)
+
+    @staticmethod
+    def _remove_route_values(msg, index, count):
+        """Remove `count` Route values from value `index` on; the remaining values
+        go back as one Route header where the first one stood."""
+        values = msg.values(b"route")
+        del values[index:index + count]
+        first = msg.index(b"route")
+        for i in range(len(msg.names) - 1, first - 1, -1):
+            if msg.names[i] == b"route":
+                msg.delete(i)
+        if values:
+            msg.insert(first, b"route", b"Route: " + b", ".join(values))
+
+    def method_allowed(self, msg):
+        return None if msg.method in self.methods else NOT_ALLOWED
+
+    def domain(self, msg, src_ip):
+        ruri = msg.ruri_parsed
+        domain = ruri.host if ruri is not None else b""
+        if not domain:
+            return DROP
+        to_uri = msg.to_uri_parsed
+        if domain != (to_uri.host if to_uri else b""):
+            log.warning("R-URI / To mismatch domain=%s src=%s", domain.decode("utf-8", "replace"), src_ip)
+            return DROP
+        if msg.method == b"OPTIONS" and self.options_networks and self._myself_uri(ruri):
+            addr = ipaddress.ip_address(src_ip)
+            if any(addr in net for net in self.options_networks):
+                return OPTIONS_OK
+        setid = self.domains.get(domain)
+        if setid is None:
+            log.log(NOTICE, "Door-knock blocked: domain=%s src=%s", domain.decode("utf-8", "replace"), src_ip)
+            return DROP
+        dest = self.dispatcher.select(setid, msg)
+        if dest is None:
+            log.error("No healthy Asterisk nodes for domain=%s", domain.decode("utf-8", "replace"))
+            return UNAVAILABLE
+        return forward(dest.host, dest.port, True)

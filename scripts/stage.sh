@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# One test stage of 'make test': stage.sh NAME, NAME one of
+# lint sanity units router-test conformance molecule.
+# Each stage does its own set-up, runs, and writes "PASSED FAILED SKIPPED" to
+# .cache/results/NAME.counts; its exit code is non-zero when anything failed.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SETUP="$ROOT/scripts/setup.sh"
+STAGE="${1:-}"
+COUNTS="$RESULTS/$STAGE.counts"
+
+# record PASSED FAILED SKIPPED, and succeed only when nothing failed.
+record() { echo "$1 $2 $3" >"$COUNTS"; [ "$2" -eq 0 ]; }
+
+junit() { python "$ROOT/scripts/junit_counts.py" "$@"; }
+
+# pytest_stage DIR JUNIT [ARGS...]: run pytest on DIR; exit code 5 (nothing
+# collected) is reported as a skip, not as a pass or a failure.
+pytest_stage() {
+    local dir="$1" xml="$2" rc=0; shift 2
+    rm -f "$xml"
+    pytest "$dir" -p no:cacheprovider --junitxml="$xml" "$@" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        say "$STAGE: pytest collected no tests in ${dir#"$ROOT"/}: skipped"
+        record 0 0 1; return
+    fi
+    if [ ! -s "$xml" ]; then record 0 1 0; return; fi
+    # shellcheck disable=SC2046  # three numbers
+    record $(junit "$xml") || return 1
+    [ "$rc" -eq 0 ]
+}
+
+stage_lint() {
+    local p=0 f=0
+    "$SETUP" venv collections
+    cd "$ROOT"
+    say "ansible-lint (profile production, .ansible-lint)"
+    local color=()
+    [ -t 1 ] || color=(--nocolor)
+    if ansible-lint "${color[@]}"; then p=$((p + 1)); else f=$((f + 1)); fi
+    say "antsibull-changelog lint"
+    if antsibull-changelog lint; then p=$((p + 1)); else f=$((f + 1)); fi
+    record "$p" "$f" 0
+}
+
+# ansible_test COMMAND...: run ansible-test in the placed copy of the collection,
+# keep its output under .cache/results, count its JUnit results.
+ansible_test() {
+    local kind="$1" rc=0 out="$RESULTS/$STAGE-output"
+    cd "$PLACED"
+    rm -rf tests/output "$out"
+    ansible-test "$@" --venv --python 3.11 --color no || rc=$?
+    [ -d tests/output ] && cp -r tests/output "$out"
+    if compgen -G "tests/output/junit/*.xml" >/dev/null; then
+        # shellcheck disable=SC2046  # three numbers
+        record $(junit tests/output/junit/*.xml) || return 1
+    else
+        say "$kind: ansible-test wrote no results (exit code $rc)"
+        record 0 1 0 || return 1
+    fi
+    [ "$rc" -eq 0 ]
+}
+
+stage_sanity() {
+    "$SETUP" venv collections get-pip
+    "$SETUP" packages:shellcheck
+    ansible_test sanity --junit
+}
+
+stage_units() {
+    "$SETUP" venv collections get-pip
+    if [ -z "$(find "$ROOT/tests/unit" -name 'test_*.py' -print -quit 2>/dev/null)" ]; then
+        say "units: no unit tests under tests/unit yet (no tests/unit/**/test_*.py): skipped"
+        record 0 0 1; return
+    fi
+    ansible_test units
+}
+
+stage_router-test() {
+    local dir="$ROOT/files/sipedge/tests"
+    if [ ! -d "$dir" ]; then
+        say "router-test: files/sipedge/tests does not exist yet: skipped"
+        record 0 0 1; return
+    fi
+    "$SETUP" venv
+    "$SETUP" packages:sip-tester,sqlite3
+    cd "$ROOT/files/sipedge"
+    pytest_stage "$dir" "$RESULTS/router-test.xml"
+}
+
+stage_conformance() {
+    local dir="$ROOT/tests/conformance"
+    if [ ! -d "$dir" ]; then
+        say "conformance: tests/conformance does not exist yet: skipped"
+        record 0 0 1; return
+    fi
+    "$SETUP" venv
+    "$SETUP" packages:sip-tester,sqlite3,kamailio,kamailio-sqlite-modules
+    cd "$ROOT"
+    pytest_stage "$dir" "$RESULTS/conformance.xml"
+}
+
+stage_molecule() {
+    local p=0 f=0 name dir
+    if ! compgen -G "$ROOT/molecule/*/molecule.yml" >/dev/null; then
+        say "molecule: no scenario under molecule/ yet: skipped"
+        record 0 0 1; return
+    fi
+    "$SETUP" venv docker image collections
+    for dir in "$PLACED"/molecule/*/; do
+        name="$(basename "$dir")"
+        [ -f "$dir/molecule.yml" ] || continue
+        say "molecule test -s $name (image $IMAGE)"
+        if (cd "$PLACED" && molecule test -s "$name"); then
+            p=$((p + 1))
+        else
+            f=$((f + 1)); say "molecule scenario $name FAILED"
+        fi
+    done
+    record "$p" "$f" 0
+}
+
+case "$STAGE" in
+    lint | sanity | units | router-test | conformance | molecule) rm -f "$COUNTS"; "stage_$STAGE" ;;
+    *) die "usage: scripts/stage.sh lint|sanity|units|router-test|conformance|molecule" ;;
+esac

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# 'make test': set-up, then every test stage in order, each timed; a failed
+# stage does not stop the later ones. Ends with the line "N passed, N failed".
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STAGES=(lint sanity units router-test conformance molecule)
+passed=0 failed=0 skipped=0
+report=()
+start_all=$SECONDS
+
+summary() {
+    local line
+    echo
+    echo "==================== summary ===================="
+    for line in "${report[@]}"; do echo "$line"; done
+    echo "total: $((SECONDS - start_all)) s, $skipped skipped"
+    echo "$passed passed, $failed failed"
+}
+trap summary EXIT
+
+# timed NAME CMD...: run CMD, print "stage NAME: N s", add its counts.
+timed() {
+    local name="$1" t0=$SECONDS rc=0 p=0 f=0 s=0 counts="$RESULTS/$1.counts"
+    shift
+    echo; echo "==================== stage $name ===================="
+    rm -f "$counts"
+    "$@" || rc=$?
+    if [ -s "$counts" ]; then read -r p f s <"$counts"; fi
+    # A stage that failed without counting a failure (e.g. its set-up stopped) counts as one.
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    line="stage $name: $((SECONDS - t0)) s ($p passed, $f failed, $s skipped)"
+    echo "$line"; report+=("$line")
+    return "$rc"
+}
+
+# Set-up shared by the stages (each stage would also do it by itself).
+if ! timed setup "$ROOT/scripts/setup.sh" venv packages collections get-pip; then
+    echo "set-up failed: no test stage can run"
+    exit 1
+fi
+for stage in "${STAGES[@]}"; do
+    if [ "$stage" = molecule ] && compgen -G "$ROOT/molecule/*/molecule.yml" >/dev/null; then
+        timed docker "$ROOT/scripts/setup.sh" docker image || continue
+    fi
+    timed "$stage" "$ROOT/scripts/stage.sh" "$stage"
+done
+[ "$failed" -eq 0 ]
