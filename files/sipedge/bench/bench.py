@@ -158,6 +158,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def host_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
+def host_busy_pct(seconds: float = 1.0) -> float:
+    b0, t0 = host_jiffies()
+    time.sleep(seconds)
+    b1, t1 = host_jiffies()
+    return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
 def status_kb(pid: int, key: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -250,6 +265,7 @@ class Step:
     cpu_s: float = 0.0
     cpu_pct: float = 0.0      # of one core
     cpu_us_per_call: float = 0.0
+    host_pct: float = 0.0     # busy share of all CPUs (router + SIPp + anything else)
     passed: bool = False
     note: str = ""
 
@@ -258,7 +274,7 @@ def run_uac(edge: tuple[str, int], uac: tuple[str, int], rate: int, calls: int,
             timeout_s: int, stf: Path, workdir: Path, tag: str) -> dict:
     cmd = [sipp_bin(), "-sf", str(UAC_XML), "-key", "domain", DOMAIN, "-s", "bench",
            "-i", uac[0], "-p", str(uac[1]), f"{edge[0]}:{edge[1]}",
-           "-r", str(rate), "-m", str(calls), "-timeout", f"{timeout_s}s",
+           "-r", str(rate), "-m", str(calls), "-timeout", f"{timeout_s}s", "-timeout_error",
            "-cid_str", f"bench-{tag}-%u-%p@%s",
            "-nostdin", "-trace_stat", "-stf", str(stf), "-fd", "1",
            "-trace_err", "-error_file", str(workdir / f"uac_{tag}_errors.log")]
@@ -401,6 +417,7 @@ class Result:
     peak_pss_mb: float = 0.0
     max_hwm_mb: float = 0.0
     sum_hwm_mb: float = 0.0
+    background_pct: float = 0.0   # host CPU busy before the router started
     error: str = ""
     profile: list = field(default_factory=list)
 
@@ -410,9 +427,9 @@ def measure_step(router_pid: int, edge, uac, rate: int, duration: float, workdir
     calls = max(1, int(rate * duration))
     timeout_s = int(duration) + 10
     pids = session_pids(router_pid)
-    c0, t0 = cpu_seconds(pids), time.monotonic()
+    c0, t0, h0 = cpu_seconds(pids), time.monotonic(), host_jiffies()
     row = run_uac(edge, uac, rate, calls, timeout_s, workdir / f"uac_{tag}.csv", workdir, tag)
-    c1, t1 = cpu_seconds(session_pids(router_pid) or pids), time.monotonic()
+    c1, t1, h1 = cpu_seconds(session_pids(router_pid) or pids), time.monotonic(), host_jiffies()
     st = Step(rate=rate)
     st.calls = int(row.get("OutgoingCall(C)") or 0)
     st.ok = int(row.get("SuccessfulCall(C)") or 0)
@@ -430,6 +447,7 @@ def measure_step(router_pid: int, edge, uac, rate: int, duration: float, workdir
     st.cpu_s = c1 - c0
     st.cpu_pct = 100.0 * st.cpu_s / st.wall_s if st.wall_s else 0.0
     st.cpu_us_per_call = 1e6 * st.cpu_s / st.ok if st.ok else float("nan")
+    st.host_pct = 100.0 * (h1[0] - h0[0]) / max(1, h1[1] - h0[1])
     st.passed = st.fail_pct < 1.0 and st.achieved_cps >= 0.95 * rate
     if st.fail_pct >= 1.0:
         st.note = ">=1% failed"
@@ -478,7 +496,10 @@ def ramp(router, rates: list[int], duration: float, net: str, workdir: Path,
     res = Result(router.name)
     edge = (f"{net}.1", 5060)
     uac = (f"{net}.21", 5060)
-    log(f"\n=== {router.name}: starting on {edge[0]}:{edge[1]}")
+    idle_busy = host_busy_pct(1.0)
+    res.background_pct = idle_busy
+    log(f"\n=== {router.name}: starting on {edge[0]}:{edge[1]} (host busy before start: "
+        f"{idle_busy:.0f}%{'; other work on this machine will skew the figures' if idle_busy > 10 else ''})")
     try:
         pid = router.start()
     except Exception as e:  # noqa: BLE001 - reported, the other router still runs
@@ -496,7 +517,7 @@ def ramp(router, rates: list[int], duration: float, net: str, workdir: Path,
             return res
         log(f"  warm-up ok ({warm.ok} calls, {warm.cpu_us_per_call:.0f} us CPU/call)")
         log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'fail%':>6} {'got cps':>8} "
-            f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8}")
+            f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8} {'host%':>6}")
         good = 0
         refined = not refine
         todo = list(rates)
@@ -520,7 +541,8 @@ def ramp(router, rates: list[int], duration: float, net: str, workdir: Path,
             res.steps.append(st)
             log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.fail_pct:>6.2f} "
                 f"{st.achieved_cps:>8.1f} {st.retrans:>6} {st.rtt_ms:>7.1f} {st.cpu_pct:>6.1f} "
-                f"{st.cpu_us_per_call:>8.0f}  {'ok' if st.passed else 'FAIL ' + st.note}")
+                f"{st.cpu_us_per_call:>8.0f} {st.host_pct:>6.1f}  "
+                f"{'ok' if st.passed else 'FAIL ' + st.note}")
             if router.dead():
                 res.error = "router exited during the ramp"
                 log(f"  {res.error}\n{router.log_tail()}")
@@ -550,11 +572,12 @@ def print_table(res: Result) -> None:
     log(f"\n{res.router}: highest rate with < 1% failed calls: {res.best} cps")
     if res.error:
         log(f"  error: {res.error}")
+    log(f"  host CPU busy before the run (other work): {res.background_pct:.0f}%")
     log(f"  {'rate':>6} {'calls':>7} {'failed':>7} {'fail%':>6} {'got cps':>8} {'rtt ms':>7} "
-        f"{'CPU %':>6} {'us CPU/call':>11}  result")
+        f"{'CPU %':>6} {'us CPU/call':>11} {'host %':>6}  result")
     for s in res.steps:
         log(f"  {s.rate:>6} {s.calls:>7} {s.failed:>7} {s.fail_pct:>6.2f} {s.achieved_cps:>8.1f} "
-            f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f}  "
+            f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f} {s.host_pct:>6.1f}  "
             f"{'ok' if s.passed else 'FAIL (' + s.note + ')'}")
     log(f"  processes: {res.nprocs}; peak memory: {res.peak_pss_mb:.1f} MB PSS (sum over "
         f"processes), VmHWM max {res.max_hwm_mb:.1f} MB / sum {res.sum_hwm_mb:.1f} MB")

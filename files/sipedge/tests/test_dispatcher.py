@@ -82,6 +82,39 @@ def test_hash_matches_kamailio(key1, key2, expected):
     assert ds_get_hash(key1.encode(), key2.encode() if key2 is not None else None) == expected
 
 
+def reference_hash(x, y):
+    """sip-spec-notes 2.5, transcribed byte by byte from dispatch.c."""
+    def sc(b):
+        return b - 256 if b > 127 else b
+    if x is None and y is None:
+        return 0
+    mask, h = 0xFFFFFFFF, 0
+    for s in (x, y):
+        if s is None:
+            continue
+        p, n = 0, len(s)
+        while p + 4 <= n:
+            v = ((sc(s[p]) << 24) + (sc(s[p + 1]) << 16) + (sc(s[p + 2]) << 8) + sc(s[p + 3])) & mask
+            h = (h + (v ^ (v >> 3))) & mask
+            p += 4
+        v = 0
+        while p < n:
+            v = ((v << 8) + sc(s[p])) & mask
+            p += 1
+        h = (h + (v ^ (v >> 3))) & mask
+    h = (h + (h >> 11) + (h >> 13) + (h >> 23)) & mask
+    return h or 1
+
+
+def test_hash_equals_reference_on_random_bytes():
+    rng = random.Random(5)
+    for _ in range(2000):
+        top = rng.choice((0x7F, 0xFF))  # ASCII fast path and the signed-char path
+        x = bytes(rng.randint(0, top) for _ in range(rng.randint(0, 41)))
+        y = rng.choice((None, bytes(rng.randint(0, top) for _ in range(rng.randint(0, 13)))))
+        assert ds_get_hash(x, y) == reference_hash(x, y)
+
+
 def test_hash_edge_cases():
     assert ds_get_hash(None, None) == 0
     assert ds_get_hash(b"", None) == 1  # h == 0 is returned as 1

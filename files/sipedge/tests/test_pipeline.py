@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from conftest import B1, B2, B3, CLIENT, request
+from harness import B1, B2, B3, CLIENT, request
 
 
 def only_reply(sent):

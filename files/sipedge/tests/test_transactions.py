@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import B1, CLIENT, request, response
+from harness import B1, CLIENT, request, response
 from sipedge.message import parse
 
 

@@ -7,8 +7,8 @@ import sys
 
 from . import __version__, config, schema
 from .route import NOTICE
-from .shell import Edge
-from .store import StoreError
+from .shell import Edge, run_workers
+from .store import RoutingStore, StoreError
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
           "warning": logging.WARNING, "error": logging.ERROR}
@@ -33,6 +33,9 @@ def cmd_run(args):
         return 2
     setup_logging(cfg.log_level)
     try:
+        if cfg.workers > 1:
+            RoutingStore(cfg.db_path).open()  # fail once, clearly, before forking
+            return run_workers(cfg)
         asyncio.run(Edge(cfg).serve())
     except StoreError as exc:
         logging.getLogger("sipedge").error("cannot start: %s", exc)

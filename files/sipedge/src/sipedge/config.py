@@ -44,6 +44,7 @@ class Config:
 
     listen: tuple = (Listen("udp", "0.0.0.0", 5060),)
     advertised_address: str = ""
+    workers: int = 1
     max_forwards: int = 10
     max_forwards_limit: int = 70
     scanner_user_agents: tuple = SEED_SCANNERS
@@ -77,7 +78,7 @@ def parse_listen(text):
     else:
         host, _, port = rest.rpartition(":")
     ipaddress.ip_address(host)
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
         raise ValueError("bad port")
     return Listen(proto, host, int(port))
 
@@ -141,6 +142,7 @@ def _sip(r, d):
     out["advertised_address"] = r.get("advertised_address", str, d.advertised_address)
     if any(c in out["advertised_address"] for c in " ;,<>\"\t"):
         r.fail("advertised_address", "must be a host or host:port")
+    out["workers"] = r.number("workers", d.workers, 1, 64, int)
     out["max_forwards"] = r.number("max_forwards", d.max_forwards, 0, 255, int)
     out["max_forwards_limit"] = r.number("max_forwards_limit", d.max_forwards_limit, 0, 255, int)
     out["scanner_user_agents"] = tuple(s.lower() for s in r.strings("scanner_user_agents", d.scanner_user_agents))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol, Union
 
@@ -79,17 +80,20 @@ def ds_get_hash(key1: Optional[bytes], key2: Optional[bytes]) -> int:
     for key in (key1, key2):
         if key is None:
             continue
-        sv = memoryview(key).cast("b")  # C 'char' is signed on x86
-        n = len(sv)
-        p = 0
-        while p + 4 <= n:
-            v = ((sv[p] << 24) + (sv[p + 1] << 16) + (sv[p + 2] << 8) + sv[p + 3]) & _M32
-            h = (h + (v ^ (v >> 3))) & _M32
-            p += 4
-        v = 0
-        while p < n:
-            v = ((v << 8) + sv[p]) & _M32
-            p += 1
+        n = len(key) & ~3
+        if key.isascii():
+            # fast path: with no byte >= 0x80 signed and unsigned chars agree
+            for v in struct.unpack(">%dI" % (n >> 2), key[:n]):
+                h += v ^ (v >> 3)
+            v = int.from_bytes(key[n:], "big")
+        else:
+            sv = memoryview(key).cast("b")  # C 'char' is signed on x86
+            for p in range(0, n, 4):
+                v = ((sv[p] << 24) + (sv[p + 1] << 16) + (sv[p + 2] << 8) + sv[p + 3]) & _M32
+                h += v ^ (v >> 3)
+            v = 0
+            for p in range(n, len(key)):
+                v = ((v << 8) + sv[p]) & _M32
         h = (h + (v ^ (v >> 3))) & _M32
     h = (h + (h >> 11) + (h >> 13) + (h >> 23)) & _M32
     return h or 1
@@ -220,7 +224,8 @@ def _as_int(value, default: Optional[int]) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        return int(value.strip(), 0) if value.strip().lower().startswith("0x") else int(value.strip())
+        text = value.strip()
+        return int(text, 16) if text[:2].lower() == "0x" else int(text)  # list files may write flags in hex
     raise ValueError(repr(value))
 
 

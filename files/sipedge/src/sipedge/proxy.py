@@ -34,8 +34,9 @@ def _ip_literal(host):
 class Proxy:
     """The edge router's core, shared by the asyncio shell and the tests."""
 
-    def __init__(self, config, send, local, myself, rng=None):
-        """`local` is the host[:port] (bytes) for our Via and Record-Route;
+    def __init__(self, config, send, local, myself, rng=None, via_local=None):
+        """`local` is the host[:port] (bytes) for our Record-Route and, unless
+        `via_local` names another (a worker's own port), for our Via;
         `myself` the set of (host bytes, port) that name this edge."""
         self.config = config
         self.send = send
@@ -47,7 +48,7 @@ class Proxy:
             priority_order=config.priority_order, probing_threshold=config.probing_threshold,
             inactive_threshold=config.inactive_threshold, ping_reply_codes=frozenset(config.ping_reply_codes)), rng)
         self.router = Router(config, self.dispatcher, self.is_myself)
-        self.txns = TransactionLayer(config, self.timers, send, local, self.is_myself)
+        self.txns = TransactionLayer(config, self.timers, send, via_local or local, self.is_myself)
         self.resolved = {}  # destination host name -> IP, filled at load time by the shell
         self._ping_timer = None
 

@@ -11,6 +11,7 @@ import asyncio
 import fcntl
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import struct
@@ -104,13 +105,70 @@ def resolve_names(destinations):
     return resolved
 
 
-class Edge:
-    """Runs one Proxy on the configured sockets until stopped."""
+def _udp_socket(v6, reuseport):
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    if v6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    return sock
 
-    def __init__(self, config):
+
+def run_workers(config):
+    """Fork `config.workers` Edge processes sharing the listening ports; stop
+    them all on SIGTERM/SIGINT or when one fails.  Returns the exit status."""
+    children = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                asyncio.run(Edge(config, reuseport=True).serve())
+                status = 0
+            except BaseException:  # pylint: disable=broad-except
+                log.exception("worker failed")
+            finally:
+                os._exit(status)  # pylint: disable=protected-access
+        children.append(pid)
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while children:
+        pid, wait_status = os.wait()
+        children.remove(pid)
+        if os.waitstatus_to_exitcode(wait_status) != 0 and not stopping:
+            log.error("worker %d ended with status %d; stopping the others", pid, os.waitstatus_to_exitcode(wait_status))
+            status = 1
+            stop()
+    return status
+
+
+class Edge:
+    """Runs one Proxy on the configured sockets until stopped.
+
+    With `reuseport` (one of several worker processes) the listening sockets
+    are shared with the other workers through SO_REUSEPORT, which keeps each
+    source address on one worker, and requests go downstream from a socket of
+    this worker's own, named in our Via, so their responses come back here.
+    """
+
+    def __init__(self, config, reuseport=False):
         self.config = config
+        self.reuseport = reuseport
         self.loop = None
         self.socks = []
+        self.downstream = {}  # family is IPv6 -> socket requests are relayed from
         self.proxy = None
         self.store = RoutingStore(config.db_path)
         self._timer = None
@@ -120,25 +178,33 @@ class Edge:
 
     def bind(self):
         for listen in self.config.listen:
-            family = socket.AF_INET6 if listen.family_v6 else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock = _udp_socket(listen.family_v6, self.reuseport)
             sock.bind((listen.host, listen.port))
-            sock.setblocking(False)
             self.socks.append((listen, sock))
+            if listen.family_v6 not in self.downstream:
+                own = sock
+                if self.reuseport:
+                    own = _udp_socket(listen.family_v6, False)
+                    own.bind((listen.host, 0))
+                self.downstream[listen.family_v6] = own
+
+    def readers(self):
+        """Every socket this process reads: the listening ones and its own."""
+        own = [s for s in self.downstream.values() if self.reuseport]
+        return [sock for _, sock in self.socks] + own
 
     def send(self, data, addr):
         v6 = ":" in addr[0]
-        for listen, sock in self.socks:
-            if listen.family_v6 == v6:
-                try:
-                    sock.sendto(data, addr)
-                except OSError as exc:
-                    log.debug("send to %s:%s failed: %s", addr[0], addr[1], exc)
-                return
-        log.debug("no socket for the address family of %s", addr[0])
+        sock = self.downstream.get(v6)
+        if sock is not None and data[:4] == b"SIP/":  # replies leave from the port requests came to
+            sock = next((s for listen, s in self.socks if listen.family_v6 == v6), sock)
+        if sock is None:
+            log.debug("no socket for the address family of %s", addr[0])
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:
+            log.debug("send to %s:%s failed: %s", addr[0], addr[1], exc)
 
     def _readable(self, sock):
         proxy, now = self.proxy, self.loop.time()
@@ -204,9 +270,17 @@ class Edge:
         self.bind()
         listen, sock = self.socks[0]
         local = advertised(self.config, listen.host, sock.getsockname()[1])
-        self.proxy = Proxy(self.config, self.send, local, names_of_self(self.socks, local))
+        via_local = None
+        if self.reuseport:
+            own = self.downstream[listen.family_v6]
+            via_local = split_hostport(local)[0]
+            via_local = (b"[%s]" % via_local if b":" in via_local else via_local) + b":%d" % own.getsockname()[1]
+        myself = names_of_self(self.socks, local)
+        myself.update((host, s.getsockname()[1]) for host, _ in list(myself) for s in self.downstream.values())
+        self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
         self.proxy.load(data, await self.loop.run_in_executor(None, resolve_names, data.destinations))
-        for _, sock in self.socks:
+        for sock in self.readers():
+            sock.setblocking(False)
             self.loop.add_reader(sock.fileno(), self._readable, sock)
         self._stopped = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -221,7 +295,7 @@ class Edge:
             await self._stopped.wait()
         finally:
             poller.cancel()
-            for _, sock in self.socks:
+            for sock in self.readers():
                 self.loop.remove_reader(sock.fileno())
                 sock.close()
         log.info("sipedge stopped")

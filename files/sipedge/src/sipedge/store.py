@@ -139,7 +139,11 @@ class RoutingStore:
             raise
         except sqlite3.Error as exc:
             self.close()
-            raise StoreError("routing DB %s: %s" % (self.path, exc)) from exc
+            hint = ""
+            if "readonly" in str(exc):
+                # seen when the -wal/-shm files are missing and cannot be created
+                hint = " (a WAL reader needs %s-wal and -shm: make the DB directory writable by this user)" % self.path
+            raise StoreError("routing DB %s: %s%s" % (self.path, exc, hint)) from exc
         data = self._read()
         self._stamp = stamp
         return data

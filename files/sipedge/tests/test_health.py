@@ -1,0 +1,97 @@
+"""Keep-alive OPTIONS under a fake clock: a dead backend is noticed, traffic
+moves away from it, and it comes back after enough good answers."""
+
+import logging
+
+from harness import B1, B2, Harness, request, response
+
+
+def pings(sent):
+    return [(addr, msg) for addr, msg in sent if msg.is_request and msg.method == b"OPTIONS"]
+
+
+def started(**settings):
+    edge = Harness(dispatcher__ping_interval=30, **settings)
+    edge.proxy.start(edge.now)
+    return edge
+
+
+def answer(edge, sent, alive):
+    for addr, msg in pings(sent):
+        if addr in alive:
+            edge.recv(response(msg.serialize(), 200), src=addr)
+
+
+def test_every_destination_pinged_at_start_and_each_interval():
+    edge = started()
+    first = pings(edge.take())
+    assert sorted(a for a, _ in first) == sorted([B1, B2, ("127.0.0.21", 5080)])
+    opt = first[0][1]
+    assert opt.ruri.startswith(b"sip:127.0.0.") and opt.get(b"max-forwards") == b"70"
+    assert opt.get(b"cseq") == b"10 OPTIONS" and opt.from_tag
+    answer(edge, first, {a for a, _ in first})
+    assert pings(edge.advance(29.9)) == []
+    assert len(pings(edge.advance(0.1))) == 3
+
+
+def test_dead_destination_goes_down_after_two_rounds_and_gets_no_calls(caplog):
+    edge = started()
+    with caplog.at_level(logging.INFO, logger="sipedge"):
+        for _ in range(2):
+            sent = edge.take()
+            answer(edge, sent, {B2, ("127.0.0.21", 5080)})
+            sent = edge.advance(5.0)   # B1 times out: local 408 at fr_timer
+            assert [m for _, m in sent if not m.is_request] == []
+            edge.advance(25.0)
+    assert ("sipedge", logging.WARNING, "Asterisk DOWN: sip:127.0.0.11:5060") in caplog.record_tuples
+    for i in range(4):
+        sent = edge.recv(request(b"OPTIONS", call_id=b"h%d" % i, branch=b"z9hG4bKh%d" % i))
+        assert [a for a, m in sent if m.is_request and m.method == b"OPTIONS" and m.ruri.startswith(b"sip:alice")] == [B2]
+
+
+def test_trying_destination_is_still_used_and_healed_by_one_answer():
+    edge = started()
+    sent = edge.take()
+    answer(edge, sent, {B2, ("127.0.0.21", 5080)})
+    edge.advance(5.0)
+    dest = edge.proxy.dispatcher.find(10, "sip:127.0.0.11:5060")
+    assert dest.state == "TP" and dest.selectable
+    sent = edge.advance(25.0)
+    answer(edge, sent, {B1, B2, ("127.0.0.21", 5080)})
+    assert dest.state == "AP"
+
+
+def test_recovery_needs_two_good_rounds(caplog):
+    edge = started(destinations=((10, "sip:127.0.0.11:5060", 1, 0, None),))
+    dest = edge.proxy.dispatcher.find(10, "sip:127.0.0.11:5060")
+    with caplog.at_level(logging.INFO, logger="sipedge"):
+        answer(edge, edge.take(), {B1})
+        assert not dest.selectable
+        answer(edge, edge.advance(30.0), {B1})
+    assert dest.selectable
+    assert ("sipedge", logging.INFO, "Asterisk UP: sip:127.0.0.11:5060") in caplog.record_tuples
+
+
+def test_error_reply_counts_as_failure_and_configured_codes_as_success():
+    edge = started(dispatcher__ping_reply_codes=[404], destinations=((10, "sip:127.0.0.11:5060", 0, 0, None),
+                                                                    (10, "sip:127.0.0.12:5060", 0, 0, None)))
+    for _ in range(2):
+        for addr, msg in pings(edge.take()):
+            code = 404 if addr == B1 else 500
+            edge.recv(response(msg.serialize(), code, b"X"), src=addr)
+        edge.advance(30.0)
+    assert edge.proxy.dispatcher.find(10, "sip:127.0.0.11:5060").selectable
+    assert not edge.proxy.dispatcher.find(10, "sip:127.0.0.12:5060").selectable
+
+
+def test_disabled_destination_is_never_pinged():
+    edge = started(destinations=((10, "sip:127.0.0.11:5060", 4, 0, None), (10, "sip:127.0.0.12:5060", 0, 0, None)))
+    assert [a for a, _ in pings(edge.take())] == [B2]
+
+
+def test_pings_leave_no_state_behind():
+    edge = started()
+    answer(edge, edge.take(), {B1, B2, ("127.0.0.21", 5080)})
+    assert len(edge.proxy.txns) == 0
+    edge.advance(10.0)  # unanswered rounds end at fr_timer too
+    assert len(edge.proxy.txns) == 0

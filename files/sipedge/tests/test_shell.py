@@ -1,0 +1,146 @@
+"""The asyncio shell with real sockets on loopback: a running `sipedge run`
+process, plain UDP sockets as client and backend (SIPp runs in tests/e2e)."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import request
+from sipedge.message import parse
+from sipedge.schema import ensure_schema
+
+EDGE_IP, CLIENT_IP, BACKEND_IP = "127.0.0.41", "127.0.0.42", "127.0.0.43"
+
+
+def udp(ip):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 0))
+    sock.settimeout(0.05)
+    return sock
+
+
+def receive(sock, timeout):
+    """The next datagram within `timeout` seconds, or None."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            return sock.recvfrom(65535)[0]
+        except socket.timeout:
+            continue
+    return None
+
+
+class Running:
+    """A `sipedge run` subprocess and its stderr lines."""
+
+    def __init__(self, tmp_path, backend_port):
+        self.db = str(tmp_path / "routing.db")
+        ensure_schema(self.db)
+        self.sql("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant1.test', 10)",
+                 "INSERT INTO dispatcher(setid, destination) VALUES (10, 'sip:%s:%d')" % (BACKEND_IP, backend_port),
+                 "INSERT INTO dispatcher(setid, destination) VALUES (20, 'sip:%s:%d')" % (BACKEND_IP, backend_port))
+        probe = udp(EDGE_IP)
+        self.port = probe.getsockname()[1]
+        probe.close()
+        cfg = tmp_path / "sipedge.toml"
+        cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\n[dispatcher]\nping_interval = 0\n'
+                       '[database]\npath = "%s"\npoll_interval = 0.1\n[log]\nlevel = "debug"\n' % (EDGE_IP, self.port, self.db))
+        self.log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)],  # pylint: disable=consider-using-with
+                                     stderr=self.log, stdout=subprocess.DEVNULL)
+        self.wait_log("listening on")
+
+    def sql(self, *statements):
+        with sqlite3.connect(self.db) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def lines(self):
+        self.log.seek(0)
+        return self.log.read().splitlines()
+
+    def wait_log(self, text, timeout=5.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(text in line for line in self.lines()):
+                return
+            assert self.proc.poll() is None, self.lines()
+            time.sleep(0.02)
+        raise AssertionError("no log line with %r in %s" % (text, self.lines()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def running(tmp_path):
+    backend = udp(BACKEND_IP)
+    edge = Running(tmp_path, backend.getsockname()[1])
+    client = udp(CLIENT_IP)
+    yield edge, client, backend
+    edge.stop()
+    assert edge.proc.returncode == 0
+    client.close()
+    backend.close()
+
+
+def options(client, domain=b"tenant1.test", n=0):
+    port = client.getsockname()[1]
+    return request(b"OPTIONS", ruri=b"sip:alice@" + domain, branch=b"z9hG4bKsh%d" % n, call_id=b"sh%d" % n,
+                   via=b"SIP/2.0/UDP %s:%d;branch=%%s;rport" % (CLIENT_IP.encode(), port))
+
+
+def test_routes_and_survives_junk(running):
+    edge, client, backend = running
+    target = (EDGE_IP, edge.port)
+    client.sendto(options(client, n=1), target)
+    got = receive(backend, 2.0)
+    assert got is not None and parse(got).method == b"OPTIONS"
+    for i in range(200):
+        client.sendto(os.urandom(i * 7 % 1400 + 1), target)
+    client.sendto(b"INVITE sip:x@tenant1.test SIP/2.0\r\n" + b"X: " + b"y" * 65000 + b"\r\n\r\n", target)
+    client.sendto(options(client, n=2)[:40], target)
+    client.sendto(options(client, n=3), target)
+    got = receive(backend, 2.0)
+    assert got is not None and parse(got).get(b"call-id") == b"sh3"
+    assert edge.proc.poll() is None
+
+
+def test_unknown_domain_gets_no_byte_back(running):
+    edge, client, _ = running
+    client.sendto(options(client, domain=b"nowhere.test", n=4), (EDGE_IP, edge.port))
+    assert receive(client, 0.5) is None
+    edge.wait_log("NOTICE Door-knock blocked: domain=nowhere.test src=%s" % CLIENT_IP)
+
+
+def test_domain_added_while_running_routes_within_a_second(running):
+    edge, client, backend = running
+    client.sendto(options(client, domain=b"tenant2.test", n=5), (EDGE_IP, edge.port))
+    assert receive(backend, 0.3) is None
+    edge.sql("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant2.test', 20)")
+    written = time.monotonic()
+    routed = None
+    n = 6
+    while time.monotonic() - written < 1.0 and routed is None:
+        client.sendto(options(client, domain=b"tenant2.test", n=n), (EDGE_IP, edge.port))
+        routed = receive(backend, 0.05)
+        n += 1
+    assert routed is not None, "not routed within 1 s of the DB write"
+
+
+def test_broken_db_keeps_last_good_table(running):
+    edge, client, backend = running
+    with open(edge.db, "r+b") as handle:
+        handle.write(b"garbage" * 100)
+    edge.wait_log("ERROR routing DB unreadable, keeping the last good table")
+    client.sendto(options(client, n=20), (EDGE_IP, edge.port))
+    assert receive(backend, 2.0) is not None
