@@ -10,9 +10,11 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 
-ALGORITHMS = (0, 1, 2, 3, 4, 6, 8, 9)
+from .dispatcher import ALGORITHMS as _ALGORITHMS, PRIORITY_ORDERS
+
+ALGORITHMS = tuple(sorted(_ALGORITHMS))
+
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
-PRIORITY_ORDERS = ("lowest-first", "kamailio")
 SEED_METHODS = ("REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
 SEED_SCANNERS = ("sipvicious", "friendly-scanner", "sipcli", "nmap")
 

@@ -51,6 +51,8 @@ class Proxy:
         self.txns = TransactionLayer(config, self.timers, send, via_local or local, self.is_myself)
         self.resolved = {}  # destination host name -> IP, filled at load time by the shell
         self._ping_timer = None
+        for warning in self.dispatcher.settings_warnings:
+            log.warning("%s", warning)
 
     def is_myself(self, host, port):
         if host.startswith(b"["):
@@ -58,13 +60,18 @@ class Proxy:
         return (host, port) in self.myself
 
     # ---- routing data ---------------------------------------------------
-    def load(self, data, resolved=None):
+    def load(self, data):
         """Swap in new routing data (a store.RoutingData)."""
         self.router.domains = {d.encode("utf-8", "surrogateescape"): s for d, s in data.domains.items()}
-        for warning in self.dispatcher.load(data.destinations):
+        for warning in data.warnings + tuple(self.dispatcher.load(data.destinations)):
             log.warning("%s", warning)
-        if resolved is not None:
-            self.resolved = resolved
+        for dest in self.dispatcher.destinations():
+            if dest.transport and dest.transport.lower() != "udp":
+                log.warning("destination %s: transport %s is not supported, sending UDP", dest.uri, dest.transport)
+
+    def host_names(self):
+        """Destination hosts that are names, to be resolved outside the core."""
+        return {d.host for d in self.dispatcher.destinations() if _ip_literal(d.host) is None}
 
     def address_of(self, dest):
         host = _ip_literal(dest.host) or self.resolved.get(dest.host)

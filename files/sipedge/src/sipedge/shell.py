@@ -16,7 +16,6 @@ import signal
 import socket
 import struct
 
-from .message import parse_uri
 from .proxy import Proxy
 from .store import RoutingStore, StoreError
 
@@ -85,19 +84,11 @@ def names_of_self(socks, local):
     return myself
 
 
-def resolve_names(destinations):
-    """Resolve destination host names once, at load time (never per request)."""
+def resolve_names(names):
+    """Resolve destination host names once per load, in a worker thread
+    (never per request, DESIGN.md decision 11)."""
     resolved = {}
-    for row in destinations:
-        uri = parse_uri(row[1].encode("utf-8", "surrogateescape"))
-        if uri is None or uri.host.startswith(b"["):
-            continue
-        host = uri.host.decode("ascii", "replace")
-        try:
-            ipaddress.ip_address(host)
-            continue
-        except ValueError:
-            pass
+    for host in names:
         try:
             resolved[host] = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
         except OSError:
@@ -242,14 +233,17 @@ class Edge:
             log.exception("internal error in a timer")
         self._schedule()
 
+    async def _load(self, data):
+        self.proxy.load(data)
+        names = self.proxy.host_names()
+        if names:
+            self.proxy.resolved = await self.loop.run_in_executor(None, resolve_names, names)
+
     async def _poll_db(self):
         while True:
             await asyncio.sleep(self.config.db_poll_interval)
             try:
                 data = await self.loop.run_in_executor(None, self.store.poll)
-                resolved = None
-                if data is not None:
-                    resolved = await self.loop.run_in_executor(None, resolve_names, data.destinations)
             except StoreError as exc:
                 if str(exc) != self._store_error:
                     log.error("routing DB unreadable, keeping the last good table: %s", exc)
@@ -259,7 +253,7 @@ class Edge:
                 log.info("routing DB readable again")
                 self._store_error = None
             if data is not None:
-                self.proxy.load(data, resolved)
+                await self._load(data)
                 log.info("routing data reloaded: %d domains, %d destinations",
                          len(data.domains), len(data.destinations))
                 self._schedule()
@@ -278,7 +272,7 @@ class Edge:
         myself = names_of_self(self.socks, local)
         myself.update((host, s.getsockname()[1]) for host, _ in list(myself) for s in self.downstream.values())
         self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
-        self.proxy.load(data, await self.loop.run_in_executor(None, resolve_names, data.destinations))
+        await self._load(data)
         for sock in self.readers():
             sock.setblocking(False)
             self.loop.add_reader(sock.fileno(), self._readable, sock)
