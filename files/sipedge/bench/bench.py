@@ -329,9 +329,10 @@ class SipedgeRouter:
     name = "sipedge"
 
     def __init__(self, cmd: list[str], edge: tuple[str, int], workdir: Path,
-                 backends: list[tuple[str, int]], log_level: str | None) -> None:
+                 backends: list[tuple[str, int]], log_level: str | None,
+                 workers: int | None = None) -> None:
         self.cmd, self.edge, self.workdir, self.backends = cmd, edge, workdir, backends
-        self.log_level = log_level
+        self.log_level, self.workers = log_level, workers
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> int:
@@ -342,8 +343,11 @@ class SipedgeRouter:
             raise RuntimeError(f"sipedge db init failed: {r.stderr or r.stdout}")
         fill_routes(db, self.backends)
         cfg = self.workdir / "sipedge.toml"
-        text = (f'[sip]\nlisten = ["udp:{self.edge[0]}:{self.edge[1]}"]\n\n'
-                f'[database]\npath = "{db}"\n')
+        text = f'[sip]\nlisten = ["udp:{self.edge[0]}:{self.edge[1]}"]\n'
+        if self.workers:
+            text += f"workers = {self.workers}\n"
+        text += f'\n[database]\npath = "{db}"\n'
+
         if self.log_level:
             text += f'\n[log]\nlevel = "{self.log_level}"\n'
         cfg.write_text(text)
@@ -462,7 +466,7 @@ def py_spy_start(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
         log("  (py-spy not installed: no profile; pip install py-spy)")
         return None
     cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", str(out),
-           "--duration", str(seconds), "--rate", "200", "--nonblocking"]
+           "--duration", str(seconds), "--rate", "200", "--nonblocking", "--subprocesses"]
     return PROCS.start("py-spy", cmd, out.with_suffix(".log"))
 
 
@@ -602,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="command that runs sipedge (default: sipedge beside this Python)")
     ap.add_argument("--sipedge-log-level", default=None,
                     help="[log] level for sipedge (default: the router's default)")
+    ap.add_argument("--sipedge-workers", type=int, default=None,
+                    help="[sip] workers for sipedge (default: the router's default)")
     ap.add_argument("--kamailio-shm-mb", type=int, default=1024)
     ap.add_argument("--no-refine", action="store_true", help="no half-way step after a failure")
     ap.add_argument("--profile", type=int, default=None, metavar="RATE",
@@ -638,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if name == "sipedge":
                     router = SipedgeRouter(sipedge_cmd(a.sipedge), (f"{a.net}.1", 5060), wd,
-                                           backends, a.sipedge_log_level)
+                                           backends, a.sipedge_log_level, a.sipedge_workers)
                 elif name == "kamailio":
                     router = KamailioRouter((f"{a.net}.1", 5060), wd, backends, a.kamailio_shm_mb)
                 else:

@@ -39,7 +39,7 @@ _VIA_PARAM_RE = re.compile(_LWS + rb";" + _LWS + rb"(" + _TOKEN + rb")(?:" + _LW
                            + rb"(" + _TOKEN + rb"|\[[0-9A-Fa-f:.]+\]|\"[^\"]*\"))?")
 _URI_RE = re.compile(
     rb"(sips?):(?:([^@;?]*)@)?(" + _HOST + rb")(?::([0-9]{1,5}))?((?:;[^;?]*)*)(?:\?.*)?\Z", re.I | re.S)
-_CL_RE = re.compile(rb"[0-9]+\Z")
+_FOLD_RE = re.compile(rb"\r\n[ \t]+")
 
 
 _NAMES = {}  # header name as written -> canonical name; most traffic uses a few spellings
@@ -238,7 +238,7 @@ def _check_body(name, value, cache):
         parsed = parse_name_addr(value)
         cache.setdefault(name, parsed)
         return parsed is not None
-    return _CL_RE.match(value.strip()) is not None  # content-length
+    return value.isdigit()  # content-length (values come stripped)
 
 
 class Message:
@@ -277,22 +277,23 @@ class Message:
                 raise ParseError("not SIP/2.0")
             self.method, self.ruri, self.version = parts
             self.status = self.reason = None
-        names, out = [], []
-        self.bad_header = None
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t"):
-                if not out:
-                    raise ParseError("folded first header")
-                out[-1] = out[-1] + b" " + line.strip()  # unfold (RFC 3261 7.3.1)
-                continue
+        if b"\r\n " in head or b"\r\n\t" in head:
+            if lines[1][:1] in (b" ", b"\t"):
+                raise ParseError("folded start line")
+            lines = _FOLD_RE.sub(b" ", head).split(CRLF)  # unfold (RFC 3261 7.3.1)
+        out = lines[1:]
+        names = []
+        bad = None
+        known = _NAMES.get
+        for line in out:
             colon = line.find(b":")
-            name = _NAMES.get(line[:colon]) if colon > 0 else None
+            name = known(line[:colon]) if colon > 0 else None
             if name is None:
-                name = _header_name(line[:colon] if colon > 0 else b"")
-                if not name and self.bad_header is None:
-                    self.bad_header = len(out)
+                name = _header_name(line[:colon]) if colon > 0 else b""
+                if not name and bad is None:
+                    bad = len(names)
             names.append(name)
-            out.append(line)
+        self.bad_header = bad
         self.names, self.lines = names, out
         if not self.has_eoh and self.bad_header is None and out and not out[-1]:
             self.has_eoh = True

@@ -6,29 +6,17 @@ fires due timers and `next_deadline()` says when to call it again.  Nothing
 here touches a socket or a clock, so every path runs under a fake clock.
 """
 
-import functools
-import ipaddress
 import logging
 
 from . import build
 from .dispatcher import Dispatcher, DispatcherSettings
 from .message import ParseError, parse
-from .route import Router
+from .route import Router, ip_literal
 from .timers import Timers
 from .transaction import ACK, CANCEL, TransactionLayer, server_key
 
 log = logging.getLogger("sipedge")
 _REQUIRED = (b"from", b"to", b"call-id", b"cseq")
-
-
-@functools.lru_cache(maxsize=4096)
-def _ip_literal(host):
-    """'::1' for '[::1]'; None for a name (names are resolved at load time)."""
-    host = host[1:-1] if host.startswith("[") else host
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
 
 
 class Proxy:
@@ -71,10 +59,10 @@ class Proxy:
 
     def host_names(self):
         """Destination hosts that are names, to be resolved outside the core."""
-        return {d.host for d in self.dispatcher.destinations() if _ip_literal(d.host) is None}
+        return {d.host for d in self.dispatcher.destinations() if ip_literal(d.host) is None}
 
     def address_of(self, dest):
-        host = _ip_literal(dest.host) or self.resolved.get(dest.host)
+        host = ip_literal(dest.host) or self.resolved.get(dest.host)
         return None if host is None else (host, dest.port)
 
     # ---- time -------------------------------------------------------------
@@ -148,7 +136,7 @@ class Proxy:
                 return
         if record_route:
             msg.insert(0, b"record-route", build.record_route_line(self.local, msg.from_tag))
-        dest = (_ip_literal(host) or self.resolved.get(host), port)
+        dest = (ip_literal(host) or self.resolved.get(host), port)
         if dest[0] is None:
             self.send(build.reply(msg, 478, b"Unresolvable destination (478/SL)"), reply_addr)
         elif msg.method == ACK:

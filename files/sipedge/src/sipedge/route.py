@@ -6,6 +6,7 @@ results follow Kamailio running the seed (sip-spec-notes section 1), with the
 decisions of DESIGN.md where the seed's letter and intent differ.
 """
 
+import functools
 import ipaddress
 import logging
 
@@ -15,6 +16,16 @@ log = logging.getLogger("sipedge")
 NOTICE = 25
 
 DROP = ("drop",)
+
+
+@functools.lru_cache(maxsize=4096)
+def ip_literal(host):
+    """'::1' for '[::1]' or '::1', the address for an IPv4 literal, None for a name."""
+    host = host[1:-1] if host.startswith("[") else host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def reply(code, reason):
@@ -170,11 +181,8 @@ class Router:
         if uri is None or not uri.host:
             return NOT_HERE
         maddr = uri.param(b"maddr")
-        host = (maddr or uri.host).decode("ascii", "replace")
-        host = host[1:-1] if host.startswith("[") else host
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
+        host = ip_literal((maddr or uri.host).decode("ascii", "replace"))
+        if host is None:
             return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
         port = int(uri.port) if uri.port else (5061 if uri.scheme == b"sips" else 5060)
         return forward(host, port, record_route)
