@@ -423,7 +423,7 @@ class Result:
     sum_hwm_mb: float = 0.0
     background_pct: float = 0.0   # host CPU busy before the router started
     error: str = ""
-    profile: list = field(default_factory=list)
+    profile: dict = field(default_factory=dict)
 
 
 def measure_step(router_pid: int, edge, uac, rate: int, duration: float, workdir: Path,
@@ -470,29 +470,39 @@ def py_spy_start(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
     return PROCS.start("py-spy", cmd, out.with_suffix(".log"))
 
 
-def summarize_profile(raw: Path, top: int = 25) -> list[tuple[str, float, float]]:
-    """Self and inclusive % per function from py-spy's collapsed-stack output."""
+def _func(frame: str) -> str:
+    """'name (path/file.py:123)' -> 'name (file.py)': aggregate by function, not line."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({where})" if where else name
+
+
+def summarize_profile(raw: Path, top: int = 25) -> dict:
+    """Self and inclusive % per function from py-spy's collapsed-stack (raw) output."""
     self_c: collections.Counter = collections.Counter()
     incl_c: collections.Counter = collections.Counter()
     total = 0
     try:
         lines = raw.read_text(errors="replace").splitlines()
     except OSError:
-        return []
+        return {}
     for line in lines:
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
         n = int(n)
-        frames = stack.split(";")
+        frames = [_func(f) for f in stack.split(";")]
+        # drop the "process NNN:..." / thread frames py-spy puts first
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))] or frames
         total += n
         self_c[frames[-1]] += n
         for fr in set(frames):
             incl_c[fr] += n
     if not total:
-        return []
-    return [(fn, 100.0 * c / total, 100.0 * incl_c[fn] / total)
-            for fn, c in self_c.most_common(top)]
+        return {}
+    return {"samples": total,
+            "self": [(fn, 100.0 * c / total) for fn, c in self_c.most_common(top)],
+            "inclusive": [(fn, 100.0 * c / total) for fn, c in incl_c.most_common(top)]}
 
 
 def ramp(router, rates: list[int], duration: float, net: str, workdir: Path,
@@ -586,9 +596,12 @@ def print_table(res: Result) -> None:
     log(f"  processes: {res.nprocs}; peak memory: {res.peak_pss_mb:.1f} MB PSS (sum over "
         f"processes), VmHWM max {res.max_hwm_mb:.1f} MB / sum {res.sum_hwm_mb:.1f} MB")
     if res.profile:
-        log("  py-spy profile (self %, inclusive %):")
-        for fn, s, i in res.profile[:20]:
-            log(f"    {s:5.1f}% {i:5.1f}%  {fn}")
+        log(f"  py-spy profile ({res.profile['samples']} samples while on CPU), by self time:")
+        for fn, pct in res.profile["self"][:20]:
+            log(f"    {pct:5.1f}%  {fn}")
+        log("  by inclusive time:")
+        for fn, pct in res.profile["inclusive"][:20]:
+            log(f"    {pct:5.1f}%  {fn}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -639,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in routers:
             wd = base / name
-            wd.mkdir(exist_ok=True)
+            shutil.rmtree(wd, ignore_errors=True)      # a previous run's DB and logs
+            wd.mkdir(parents=True)
             uas = [start_uas(f"uas{i + 1}", ip, port, wd) for i, (ip, port) in enumerate(backends)]
             try:
                 if name == "sipedge":

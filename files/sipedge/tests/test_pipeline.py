@@ -286,3 +286,10 @@ def test_compact_and_folded_headers_are_understood(edge):
     addr, fwd = forwarded(edge.recv(data))
     assert addr == B1
     assert fwd.from_tag == b"ft9"
+
+
+def test_ipv6_client_via_gets_received_without_brackets(edge):
+    data = request(b"OPTIONS", via=b"SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKv6;rport")
+    addr, fwd = forwarded(edge.recv(data, src=("::1", 5099)))
+    assert addr == B1
+    assert fwd.values(b"via")[1] == b"SIP/2.0/UDP [2001:db8::9]:5062;received=::1;branch=z9hG4bKv6;rport=5099"

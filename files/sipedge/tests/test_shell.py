@@ -144,3 +144,52 @@ def test_broken_db_keeps_last_good_table(running):
     edge.wait_log("ERROR routing DB unreadable, keeping the last good table")
     client.sendto(options(client, n=20), (EDGE_IP, edge.port))
     assert receive(backend, 2.0) is not None
+
+
+def test_wildcard_listen_never_advertises_0_0_0_0():
+    from sipedge.config import from_dict  # pylint: disable=import-outside-toplevel
+    from sipedge.shell import advertised  # pylint: disable=import-outside-toplevel
+    cfg = from_dict({})
+    local = advertised(cfg, "0.0.0.0", 5060)
+    assert local != b"0.0.0.0" and not local.startswith(b"0.0.0.0:")
+    assert advertised(from_dict({"sip": {"advertised_address": "edge.example.net"}}), "0.0.0.0", 5060) == b"edge.example.net"
+    assert advertised(cfg, "::1", 5070) == b"[::1]:5070"
+
+
+def test_ipv6_listener_routes_to_ipv6_backend(tmp_path):
+    backend = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    backend.bind(("::1", 0))
+    backend.settimeout(0.05)
+    probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    probe.bind(("::1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    db = str(tmp_path / "routing.db")
+    ensure_schema(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant6.test', 6)")
+        conn.execute("INSERT INTO dispatcher(setid, destination) VALUES (6, 'sip:[::1]:%d')" % backend.getsockname()[1])
+    cfg = tmp_path / "sipedge.toml"
+    cfg.write_text('[sip]\nlisten = ["udp:[::1]:%d"]\n[dispatcher]\nping_interval = 0\n[database]\npath = "%s"\n' % (port, db))
+    log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)], stderr=log)  # pylint: disable=consider-using-with
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    client.bind(("::1", 0))
+    try:
+        data = request(b"OPTIONS", ruri=b"sip:bob@tenant6.test",
+                       via=b"SIP/2.0/UDP [::1]:%d;branch=%%s;rport" % client.getsockname()[1])
+        got = None
+        end = time.monotonic() + 5.0
+        while got is None and time.monotonic() < end:  # until the edge is up
+            client.sendto(data, ("::1", port))
+            got = receive(backend, 0.1)
+        assert got is not None
+        fwd = parse(got)
+        assert fwd.values(b"via")[0].startswith(b"SIP/2.0/UDP [::1]:%d;branch=" % port)
+        assert fwd.values(b"record-route") == [b"<sip:[::1]:%d;lr;ftag=ft1>" % port]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        log.close()
+        for sock in (client, backend):
+            sock.close()

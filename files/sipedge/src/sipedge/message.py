@@ -31,12 +31,13 @@ _NAME_RE = re.compile(_TOKEN + rb"\Z")
 _METHOD_RE = re.compile(_TOKEN + rb"\Z")
 _LWS = rb"[ \t]*"
 _HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
-_PARAM = _LWS + rb";" + _LWS + _TOKEN + rb"(?:" + _LWS + rb"=" + _LWS + rb"(?:" + _TOKEN + rb"|\[[0-9A-Fa-f:.]+\]|\"[^\"]*\"))?"
+# A Via parameter value: a token, an IPv6 reference, a bare IPv6 address
+# (received=, RFC 5118 4.5) or a quoted string.
+_PARAM = (_LWS + rb";" + _LWS + _TOKEN + rb"(?:" + _LWS + rb"=" + _LWS
+          + rb"(?:" + _TOKEN + rb"|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+|\"[^\"]*\"))?")
 _VIA_RE = re.compile(
     rb"SIP" + _LWS + rb"/" + _LWS + rb"2\.0" + _LWS + rb"/" + _LWS + rb"(" + _TOKEN + rb")[ \t]+"
     + rb"(" + _HOST + rb")(?:" + _LWS + rb":" + _LWS + rb"([0-9]{1,5}))?((?:" + _PARAM + rb")*)" + _LWS + rb"\Z")
-_VIA_PARAM_RE = re.compile(_LWS + rb";" + _LWS + rb"(" + _TOKEN + rb")(?:" + _LWS + rb"=" + _LWS
-                           + rb"(" + _TOKEN + rb"|\[[0-9A-Fa-f:.]+\]|\"[^\"]*\"))?")
 _URI_RE = re.compile(
     rb"(sips?):(?:([^@;?]*)@)?(" + _HOST + rb")(?::([0-9]{1,5}))?((?:;[^;?]*)*)(?:\?.*)?\Z", re.I | re.S)
 _FOLD_RE = re.compile(rb"\r\n[ \t]+")
