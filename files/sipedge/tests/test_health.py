@@ -73,8 +73,8 @@ def test_recovery_needs_two_good_rounds(caplog):
 
 
 def test_error_reply_counts_as_failure_and_configured_codes_as_success():
-    edge = started(dispatcher__ping_reply_codes=[404], destinations=((10, "sip:127.0.0.11:5060", 0, 0, None),
-                                                                    (10, "sip:127.0.0.12:5060", 0, 0, None)))
+    destinations = ((10, "sip:127.0.0.11:5060", 0, 0, None), (10, "sip:127.0.0.12:5060", 0, 0, None))
+    edge = started(dispatcher__ping_reply_codes=[404], destinations=destinations)
     for _ in range(2):
         for addr, msg in pings(edge.take()):
             code = 404 if addr == B1 else 500

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import logging
 
-from .message import parse_uri, parse_name_addr, split_commas
+from .message import parse_uri, parse_name_addr
 
 log = logging.getLogger("sipedge")
 NOTICE = 25
