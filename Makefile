@@ -26,7 +26,7 @@ collections: ## needed collections + this one placed under .cache/collections
 docker: ## a running Docker engine (starts dockerd when 'docker info' fails)
 	@bash $(SETUP) docker
 
-image: ## the Debian 12 systemd base image for Molecule ($$SIPEDGE_MOLECULE_IMAGE)
+image: ## the Debian 12 systemd base image for Molecule (SIPEDGE_MOLECULE_IMAGE)
 	@bash $(SETUP) image
 
 lint: ## ansible-lint (production profile) and antsibull-changelog lint

@@ -14,6 +14,8 @@ export SIPEDGE_MOLECULE_IMAGE="$IMAGE"
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS"
 case ":$PATH:" in *":$VENV/bin:"*) ;; *) export PATH="$VENV/bin:$PATH" ;; esac
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Plain output in logs (CI); colours stay on a terminal.
+if [ ! -t 1 ]; then export NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0; fi
 mkdir -p "$LOGS" "$RESULTS"
 
 say() { printf '==> %s\n' "$*"; }
@@ -37,4 +39,16 @@ logged() {
 sha() {
     local f
     for f in "$@"; do if [ -f "$f" ]; then cat "$f"; fi; done | sha256sum | cut -d' ' -f1
+}
+
+# lock_placed: hold .cache/placed.lock until this process ends, so that two
+# runs in one checkout never re-copy the placed collection under each other.
+lock_placed() {
+    [ -z "${SIPEDGE_PLACED_LOCKED:-}" ] || return 0
+    exec 9>"$BUILD/placed.lock"
+    if ! flock -n 9; then
+        say "waiting for another run in this checkout to release .cache/collections"
+        flock 9
+    fi
+    export SIPEDGE_PLACED_LOCKED=1
 }

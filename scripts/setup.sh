@@ -62,9 +62,10 @@ ensure_packages() {
         sudo=(sudo -n)
     fi
     say "installing Debian packages: ${missing[*]}"
-    logged apt-update "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    logged apt-install "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } >"$LOGS/apt.log" 2>&1; then
+        die "missing packages: ${missing[*]}; apt-get could not install them (log: ${LOGS#"$ROOT"/}/apt.log): check the apt sources, or install them yourself"
+    fi
 }
 
 # --- Docker engine -------------------------------------------------------------
@@ -163,6 +164,7 @@ ensure_collections() {
 # Copy (never symlink: ansible-test and Molecule refuse it) the collection's
 # files, as git sees them, to .../ansible_collections/voip/sip_edge.
 place_collection() {
+    lock_placed
     rm -rf "$PLACED"
     mkdir -p "$PLACED"
     if [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" = "$ROOT" ]; then

@@ -53,55 +53,68 @@ def _mf(c, value: str | None):
 
 
 @case("C1", "Max-Forwards missing: inserted as 10, not decremented")
-def case_mf_missing(c): _mf(c, None)
+def case_mf_missing(c):
+    _mf(c, None)
 
 
 @case("C1", "Max-Forwards 70 -> 69")
-def case_mf_70(c): _mf(c, "70")
+def case_mf_70(c):
+    _mf(c, "70")
 
 
 @case("C1", "Max-Forwards 1 -> forwarded with 0")
-def case_mf_1(c): _mf(c, "1")
+def case_mf_1(c):
+    _mf(c, "1")
 
 
 @case("C1", "Max-Forwards 0 -> 483 Too Many Hops")
-def case_mf_0(c): _mf(c, "0")
+def case_mf_0(c):
+    _mf(c, "0")
 
 
 @case("C1", "Max-Forwards 71 -> clamped to 70")
-def case_mf_71(c): _mf(c, "71")
+def case_mf_71(c):
+    _mf(c, "71")
 
 
 @case("C1", "Max-Forwards 255 -> clamped to 70")
-def case_mf_255(c): _mf(c, "255")
+def case_mf_255(c):
+    _mf(c, "255")
 
 
 @case("C1", "Max-Forwards 300 (out of RFC range) -> clamped to 70")
-def case_mf_300(c): _mf(c, "300")
+def case_mf_300(c):
+    _mf(c, "300")
 
 
 @case("C1", "Max-Forwards 99999 (5 digits, > 16 bit after wrap) -> clamped")
-def case_mf_99999(c): _mf(c, "99999")
+def case_mf_99999(c):
+    _mf(c, "99999")
 
 
 @case("C1", "Max-Forwards 000070 (6 digits) -> parse error -> 483")
-def case_mf_six_digits(c): _mf(c, "000070")
+def case_mf_six_digits(c):
+    _mf(c, "000070")
 
 
 @case("C1", "Max-Forwards 010 (leading zero) -> 9")
-def case_mf_leading_zero(c): _mf(c, "010")
+def case_mf_leading_zero(c):
+    _mf(c, "010")
 
 
 @case("C1", "Max-Forwards -1 -> parse error -> 483")
-def case_mf_negative(c): _mf(c, "-1")
+def case_mf_negative(c):
+    _mf(c, "-1")
 
 
 @case("C1", "Max-Forwards abc -> parse error -> 483")
-def case_mf_alpha(c): _mf(c, "abc")
+def case_mf_alpha(c):
+    _mf(c, "abc")
 
 
 @case("C1", "Max-Forwards empty -> 0 -> 483")
-def case_mf_empty(c): _mf(c, "")
+def case_mf_empty(c):
+    _mf(c, "")
 
 
 @case("C1", "Max-Forwards 0 on an INVITE -> 483, no 100 first")
@@ -297,27 +310,33 @@ def _ua(c, ua):
 
 
 @case("C3", "User-Agent friendly-scanner -> silent drop")
-def case_ua_friendly_scanner(c): _ua(c, "friendly-scanner")
+def case_ua_friendly_scanner(c):
+    _ua(c, "friendly-scanner")
 
 
 @case("C3", "User-Agent SIPVicious (mixed case, with version) -> silent drop")
-def case_ua_sipvicious_mixed(c): _ua(c, "SIPVicious/0.3.4")
+def case_ua_sipvicious_mixed(c):
+    _ua(c, "SIPVicious/0.3.4")
 
 
 @case("C3", "User-Agent 'sipcli/v1.8' -> silent drop")
-def case_ua_sipcli(c): _ua(c, "sipcli/v1.8")
+def case_ua_sipcli(c):
+    _ua(c, "sipcli/v1.8")
 
 
 @case("C3", "User-Agent 'NMAP NSE' (upper case) -> silent drop")
-def case_ua_nmap_upper(c): _ua(c, "NMAP NSE")
+def case_ua_nmap_upper(c):
+    _ua(c, "NMAP NSE")
 
 
 @case("C3", "scanner name inside a longer User-Agent -> silent drop")
-def case_ua_embedded(c): _ua(c, "Mozilla/5.0 (x-Friendly-Scanner-build) pbx")
+def case_ua_embedded(c):
+    _ua(c, "Mozilla/5.0 (x-Friendly-Scanner-build) pbx")
 
 
 @case("C3", "benign User-Agent -> forwarded")
-def case_ua_benign(c): _ua(c, "Linphone/5.2 (belle-sip/5.2)")
+def case_ua_benign(c):
+    _ua(c, "Linphone/5.2 (belle-sip/5.2)")
 
 
 @case("C3", "scanner User-Agent on an INVITE -> silent drop, no 100")
@@ -413,11 +432,13 @@ for _m in ("MESSAGE", "INFO", "SUBSCRIBE", "NOTIFY", "PUBLISH", "PRACK", "UPDATE
 
 
 @case("C5", "unknown method FOO -> 405")
-def case_method_unknown(c): _method(c, "FOO")
+def case_method_unknown(c):
+    _method(c, "FOO")
 
 
 @case("C5", "lower-case 'invite' is not INVITE -> 405")
-def case_method_lowercase(c): _method(c, "invite")
+def case_method_lowercase(c):
+    _method(c, "invite")
 
 
 # ---------------------------------------------------------------- C6 domain
@@ -657,3 +678,38 @@ def case_stray_response(c):
             f"Call-ID: {c.new_call_id()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
     c.send(data, label="200 OK (stray)")
     del cl
+
+
+@case("C2", "CSeq number 2^32 -> 400 CSeq number is illegal (both)")
+def case_sanity_cseq_2p32(c):
+    r = c.req("OPTIONS")
+    r.set("CSeq", "4294967296 OPTIONS")
+    c.send(r, final=True)
+
+
+@case("C1", "two Max-Forwards headers: the first one counts")
+def case_mf_two_headers(c):
+    r = c.req("OPTIONS")
+    r.set("Max-Forwards", "5")
+    r.add("Max-Forwards", "70", at=3)
+    c.send(r, final=True)
+
+
+@case("C2", "CSeq without a number -> 400 Missing number in CSeq header")
+def case_sanity_cseq_no_number(c):
+    r = c.req("OPTIONS")
+    r.set("CSeq", "OPTIONS")
+    c.send(r, final=True)
+
+
+@case("C2", "Expires empty -> 400 Missing number in Expires header")
+def case_sanity_expires_empty(c):
+    r = c.req("REGISTER", ruri="sip:tenant1.test", to="<sip:bob@tenant1.test>")
+    r.set("Expires", "")
+    c.send(r, final=True)
+
+
+@case("C2", "no empty line after the headers (Content-Length present)")
+def case_sanity_no_end_of_headers(c):
+    data = bytes(c.req("OPTIONS"))
+    c.send(data[:-2], final=True)       # drop the final CRLF of the empty line

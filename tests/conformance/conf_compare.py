@@ -54,8 +54,35 @@ def diff_text(a, b) -> str:
     return "\n".join(difflib.unified_diff(la, lb, "kamailio", "sipedge", lineterm="", n=2))
 
 
+def diff_keys(a, b, key: str = "(outcome)") -> set[str]:
+    """Names of the fields (last dict key on the path) where ``a`` and ``b`` differ."""
+    if type(a) is not type(b):
+        return {key}
+    if isinstance(a, dict):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            if k not in a or k not in b:
+                out.add(k)
+            else:
+                out |= diff_keys(a[k], b[k], k)
+        return out
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return {key}
+        out = set()
+        for x, y in zip(a, b):
+            out |= diff_keys(x, y, key)
+        return out
+    return set() if a == b else {key}
+
+
 def compare(name: str, ref: list, sub: list, allow: dict) -> tuple[str, str]:
-    """-> (verdict, detail); verdict in same, allowed, unexpected, stale, error."""
+    """-> (verdict, detail); verdict in same, allowed, unexpected, stale, error.
+
+    An allowlist entry may name the fields that are allowed to differ
+    (``fields = [...]``, keys of the outcome such as "replies" or "max_forwards");
+    a difference in any other field is then unexpected too.
+    """
     for side, steps in (("kamailio", ref), ("sipedge", sub)):
         if any("error" in st for st in steps):
             return "error", f"{side}: " + summary(steps)
@@ -65,6 +92,12 @@ def compare(name: str, ref: list, sub: list, allow: dict) -> tuple[str, str]:
     if same:
         return "same", ""
     if name in allow:
+        fields = allow[name].get("fields")
+        if fields is not None:
+            extra = diff_keys(ref, sub) - set(fields)
+            if extra:
+                return "unexpected", (f"differs beyond the allowlisted fields {sorted(fields)}: "
+                                      f"{sorted(extra)}\n" + diff_text(ref, sub))
         return "allowed", allow[name]["reason"]
     return "unexpected", diff_text(ref, sub)
 

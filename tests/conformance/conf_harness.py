@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable
 
-from conf_sip import Msg, Req, canon, params, response_for, uri_of
+from conf_sip import Msg, Req, params, response_for, uri_of
 
 QUIET = 0.30        # s without a relevant packet = the step is over ("silence")
 MAX_STEP = 3.0      # s, upper bound of one step
@@ -64,18 +64,19 @@ class Net:
         self._stop = True
         self._wake_w.send(b"x")
         self.thread.join(5)
-        for s, _, _ in list(self.socks.values()):
+        for s, _where, _handler in list(self.socks.values()):
             s.close()
-        self._wake_r.close(); self._wake_w.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _run(self) -> None:
         while not self._stop:
-            for key, _ in self.sel.select(0.2):
+            for key, _events in self.sel.select(0.2):
                 s = key.fileobj
                 if s is self._wake_r:
                     s.recv(64)
                     continue
-                for _ in range(64):   # bounded drain
+                for _attempt in range(64):   # bounded drain
                     try:
                         data, src = s.recvfrom(65535)
                     except (BlockingIOError, InterruptedError):
@@ -85,7 +86,7 @@ class Net:
                     entry = self.socks.get(s.fileno())
                     if entry is None:
                         break
-                    _, where, handler = entry
+                    _sock, where, handler = entry
                     ev = Event(time.monotonic(), where, data, src, s.fileno())
                     with self.lock:
                         self.events.append(ev)

@@ -82,7 +82,7 @@ class SipedgeProc:
 
     def start(self, timeout: float = 10.0) -> "SipedgeProc":
         r = subprocess.run([*self.cmd, "check-config", str(self.config)], env=self.env,
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"sipedge check-config failed: {r.stdout}{r.stderr}")
         self._log = open(self.log_path, "wb")

@@ -27,13 +27,16 @@ def split_list(value: str) -> list[str]:
     out, cur, depth, quoted, esc = [], [], 0, False, False
     for ch in value:
         if esc:
-            cur.append(ch); esc = False; continue
+            cur.append(ch)
+            esc = False
+            continue
         if quoted:
             if ch == "\\":
                 esc = True
             elif ch == '"':
                 quoted = False
-            cur.append(ch); continue
+            cur.append(ch)
+            continue
         if ch == '"':
             quoted = True
         elif ch == "<":
@@ -41,7 +44,9 @@ def split_list(value: str) -> list[str]:
         elif ch == ">":
             depth = max(0, depth - 1)
         elif ch == "," and depth == 0:
-            out.append("".join(cur).strip()); cur = []; continue
+            out.append("".join(cur).strip())
+            cur = []
+            continue
         cur.append(ch)
     if "".join(cur).strip():
         out.append("".join(cur).strip())
@@ -61,8 +66,8 @@ def params(value: str) -> dict[str, str | None]:
         part = part.strip()
         if not part:
             continue
-        k, _, val = part.partition("=")
-        out[k.strip().lower()] = val.strip() if _ else None
+        k, sep, val = part.partition("=")
+        out[k.strip().lower()] = val.strip() if sep else None
     return out
 
 
@@ -190,7 +195,7 @@ class Req:
     def set(self, name: str, value: str) -> "Req":
         """Replace the first header of that name (or append it before Content-Length)."""
         c = canon(name)
-        for i, (n, _) in enumerate(self.headers):
+        for i, (n, _value) in enumerate(self.headers):
             if canon(n) == c:
                 self.headers[i] = (n, value)
                 return self

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the conformance cases by hand and print each router's observed outcome.
 
     python3 tests/conformance/run_cases.py                 # both routers, differences
@@ -10,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -29,11 +29,28 @@ def main() -> int:
     ap.add_argument("-v", action="store_true", help="print full outcomes")
     ap.add_argument("--json")
     ap.add_argument("--workdir")
+    ap.add_argument("--torture", action="store_true", help="run the RFC 4475 messages instead")
     a = ap.parse_args()
     names = [n for n in CASES if not a.k or any(k in n for k in a.k)]
     wd = Path(a.workdir or tempfile.mkdtemp(prefix="conformance-"))
+    if not a.workdir:
+        import atexit
+        atexit.register(shutil.rmtree, wd, True)
     t0 = time.monotonic()
     setup = Setup(wd, with_sipedge=not a.kamailio_only)
+    if a.torture:
+        import conf_torture
+        try:
+            ref = conf_torture.run(setup.ref, skip=conf_torture.NOT_FOR_KAMAILIO)
+            sub = conf_torture.run(setup.sub) if setup.sub else None
+        finally:
+            setup.close()
+        for n in ref:
+            print(f"{n:12s} kamailio: {ref[n]['outcome']:45s} sipedge: "
+                  f"{sub[n]['outcome'] if sub else '-':45s} probe={sub[n]['probe_s'] if sub else '-'}")
+        if a.json:
+            Path(a.json).write_text(json.dumps({"kamailio": ref, "sipedge": sub}, indent=1))
+        return 0
     try:
         ref, sub = run_both(setup, names)
     finally:

@@ -1,7 +1,8 @@
 """Kamailio 5.6 running the seed configuration: the reference router for tests.
 
-The seed's configuration text is kept verbatim in ``seed.cfg`` (copied byte for
-byte from the ```kamailio block of reference/seed-sip-router-notes.md).  Kamailio
+The seed's configuration text is kept verbatim in ``seed_cfg.SEED_TEXT`` (copied byte
+for byte from the ```kamailio block of reference/seed-sip-router-notes.md; a .py file
+because ansible-test's sanity rejects the "#!KAMAILIO" first line in a text file).  Kamailio
 cannot run it as written (sip-spec-notes §0.2), so :func:`render_config` applies a
 short list of named substitutions to that text.  Each substitution names the exact
 anchor text it replaces and how many times it must occur; a missing anchor raises
@@ -9,7 +10,8 @@ anchor text it replaces and how many times it must occur; a missing anchor raise
 
 Public API (kept small on purpose; the benchmark suite imports it too)::
 
-    SEED_CFG                     path of the verbatim seed config
+    SEED_TEXT                    the verbatim seed config (str)
+    write_seed_cfg(path)         write it to a file, byte for byte
     SUBSTITUTIONS                the always-applied substitutions (name, reason, ...)
     render_config(listen_addr, listen_port, db_path, *, probing_mode=None,
                   algorithm=None, timers_ms=True) -> str
@@ -42,12 +44,14 @@ import uuid
 from pathlib import Path
 
 __all__ = [
-    "SEED_CFG", "SUBSTITUTIONS", "SEED_SCHEMA_SQL", "Substitution", "SubstitutionError",
+    "SEED_TEXT", "write_seed_cfg", "SUBSTITUTIONS", "SEED_SCHEMA_SQL", "Substitution", "SubstitutionError",
     "render_config", "prepare_db", "Kamailio", "KAMAILIO_BIN", "MODULES_DIR",
 ]
 
-HERE = Path(__file__).resolve().parent
-SEED_CFG = HERE / "seed.cfg"
+try:
+    from .seed_cfg import SEED_TEXT
+except ImportError:  # imported as a top-level module (tests/kamailio on sys.path)
+    from seed_cfg import SEED_TEXT  # type: ignore[no-redef]
 KAMAILIO_BIN = os.environ.get("KAMAILIO_BIN", "/usr/sbin/kamailio")
 MODULES_DIR = os.environ.get("KAMAILIO_MODULES", "/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
@@ -175,7 +179,7 @@ def render_config(listen_addr: str, listen_port: int, db_path: str | os.PathLike
     ``probing_mode`` (with ``ping_interval`` in seconds) adds ``ds_probing_mode``;
     ``algorithm`` replaces the seed's ``"4"`` in ``ds_select_dst``.
     """
-    text = seed_text if seed_text is not None else SEED_CFG.read_text()
+    text = seed_text if seed_text is not None else SEED_TEXT
     values = dict(listen_addr=listen_addr, listen_port=int(listen_port),
                   db_path=str(Path(db_path).resolve()), modules_dir=MODULES_DIR,
                   probing_mode=probing_mode, ping_interval=int(ping_interval),
@@ -187,6 +191,13 @@ def render_config(listen_addr: str, listen_port: int, db_path: str | os.PathLike
     if algorithm is not None:
         text = ALGORITHM.apply(text, **values)
     return text
+
+
+def write_seed_cfg(path: str | os.PathLike) -> Path:
+    """Write the unmodified seed config to ``path`` (e.g. to diff it with a rendered one)."""
+    path = Path(path)
+    path.write_text(SEED_TEXT)
+    return path
 
 
 def prepare_db(db_path: str | os.PathLike, src: str | os.PathLike | None = None) -> Path:
@@ -237,7 +248,7 @@ def _probe(addr: str, port: int, timeout: float) -> bool:
         s.settimeout(timeout)
         s.sendto(msg, (addr, port))
         try:
-            data, _ = s.recvfrom(65535)
+            data = s.recvfrom(65535)[0]
         except (socket.timeout, ConnectionRefusedError, OSError):
             return False
         return data.startswith(b"SIP/2.0 ")
@@ -281,7 +292,8 @@ class Kamailio:
 
     def check_config(self) -> None:
         """`kamailio -c`: raise RuntimeError with Kamailio's own words if the config is bad."""
-        r = subprocess.run(self._cmd("-c"), capture_output=True, text=True, timeout=30)
+        r = subprocess.run(self._cmd("-c"), capture_output=True, text=True, timeout=30,
+                           check=False)
         if r.returncode != 0:
             tail = "\n".join((r.stderr or r.stdout).splitlines()[-25:])
             raise RuntimeError(f"kamailio -c rejected {self.cfg_path}:\n{tail}")

@@ -3,8 +3,7 @@
 # Builds the sipedge wheel, plus a wheel for each runtime dependency, into OUT_DIR/wheels.
 # Runs on the controller (the role's install.yml). The project is copied first, so that
 # the build neither writes into the collection (build/, *.egg-info) nor picks up stale
-# files from an earlier in-tree build. SOURCE_DATE_EPOCH makes the wheel reproducible:
-# the same sources give the same bytes, so the node reinstalls only when the package changed.
+# files from an earlier in-tree build. SOURCE_DATE_EPOCH makes the wheel reproducible.
 set -eu
 python="$1"
 src="$2"
@@ -16,15 +15,57 @@ tar -C "$src" --exclude=./build --exclude=./dist --exclude='*.egg-info' --exclud
 SOURCE_DATE_EPOCH=315532800
 PIP_DISABLE_PIP_VERSION_CHECK=1
 export SOURCE_DATE_EPOCH PIP_DISABLE_PIP_VERSION_CHECK
-# The build backend normally comes from the controller's Python (no network); without it,
-# let pip fetch it into an isolated build environment from the package index.
-if ! "$python" -m pip wheel --no-build-isolation --wheel-dir "$out/wheels" "$out/src" >"$out/build.log" 2>&1; then
-    echo "note: build without isolation failed, retrying with an isolated build environment" >&2
-    rm -rf "$out/wheels" && mkdir -p "$out/wheels"
+# The build backend normally comes from the controller's Python (no network). When it is
+# not there (setuptools without bdist_wheel, i.e. older than 70.1 and no 'wheel' package),
+# pip fetches it from the package index into an isolated build environment.
+backend_ready() {
+    "$python" - "$out/src/pyproject.toml" <<'PY'
+import importlib, sys, tomllib
+with open(sys.argv[1], "rb") as handle:
+    backend = tomllib.load(handle).get("build-system", {}).get("build-backend", "setuptools.build_meta")
+importlib.import_module(backend.split(":")[0])
+if backend.startswith("setuptools"):
+    try:
+        importlib.import_module("setuptools.command.bdist_wheel")
+    except ImportError:
+        importlib.import_module("wheel.bdist_wheel")
+PY
+}
+built=""
+if backend_ready >/dev/null 2>&1; then
+    if "$python" -m pip wheel --no-build-isolation --wheel-dir "$out/wheels" "$out/src" >"$out/build.log" 2>&1; then
+        built=yes
+    else
+        rm -rf "$out/wheels" && mkdir -p "$out/wheels"
+    fi
+fi
+if [ -z "$built" ]; then
+    echo "note: no usable build backend in $python: pip fetches one into an isolated build environment" >&2
     if ! "$python" -m pip wheel --wheel-dir "$out/wheels" "$out/src" >>"$out/build.log" 2>&1; then
         tail -n 30 "$out/build.log" >&2
         echo "error: could not build the sipedge wheel from $src with $python" >&2
         exit 1
     fi
 fi
-ls "$out/wheels"
+# One line per wheel on stdout: "<content digest>  <file name>". The digest covers what gets
+# installed (every file, and the name, version and requirements from METADATA) but not the
+# build tool's own marks (WHEEL, RECORD, metadata version): a newer setuptools alone does
+# not make the nodes reinstall and restart.
+"$python" - "$out/wheels" <<'PY'
+import hashlib, pathlib, sys, zipfile
+KEEP = ("Name", "Version", "Requires-Dist", "Requires-Python")
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            data = archive.read(name)
+            if ".dist-info/" in name:
+                base = name.rsplit("/", 1)[-1]
+                if base in ("RECORD", "WHEEL"):
+                    continue
+                if base == "METADATA":
+                    data = "\n".join(line for line in data.decode("utf-8").splitlines()
+                                     if line.split(":", 1)[0] in KEEP).encode()
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    print("%s  %s" % (digest.hexdigest(), wheel.name))
+PY

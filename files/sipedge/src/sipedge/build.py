@@ -80,15 +80,15 @@ def record_route_line(local, from_tag):
 
 def hop_request(invite, method, local, branch, to_line=None):
     """CANCEL or ACK for a forwarded INVITE, hop by hop (RFC 3261 9.1, 17.1.1.3):
-    same R-URI and Via branch as the INVITE; To from the response for an ACK."""
+    same R-URI, Via branch, Route and Max-Forwards as the forwarded INVITE;
+    To from the response for an ACK."""
     out = [b"%s %s SIP/2.0" % (method, invite.ruri), via_line(local, branch)]
     for name, line in zip(invite.names, invite.lines):
-        if name in (b"from", b"call-id", b"route"):
+        if name in (b"from", b"call-id", b"route", b"max-forwards"):  # RFC 3261 17.1.1.3: as in the INVITE
             out.append(line)
         elif name == b"to":
             out.append(to_line or line)
     out.append(b"CSeq: %s %s" % (invite.cseq[0], method))
-    out.append(b"Max-Forwards: 70")
     out.append(b"Content-Length: 0")
     return CRLF.join(out) + b"\r\n\r\n"
 

@@ -38,8 +38,7 @@ _PARAM = (_LWS + rb";" + _LWS + _TOKEN + rb"(?:" + _LWS + rb"=" + _LWS
 _VIA_RE = re.compile(
     rb"SIP" + _LWS + rb"/" + _LWS + rb"2\.0" + _LWS + rb"/" + _LWS + rb"(" + _TOKEN + rb")[ \t]+"
     + rb"(" + _HOST + rb")(?:" + _LWS + rb":" + _LWS + rb"([0-9]{1,5}))?((?:" + _PARAM + rb")*)" + _LWS + rb"\Z")
-_URI_RE = re.compile(
-    rb"(sips?):(?:([^@;?]*)@)?(" + _HOST + rb")(?::([0-9]{1,5}))?((?:;[^;?]*)*)(?:\?.*)?\Z", re.I | re.S)
+_HOSTPART_RE = re.compile(rb"(" + _HOST + rb")(?::([0-9]{1,5}))?((?:;[^;?]*)*)(?:\?.*)?\Z", re.S)
 _FOLD_RE = re.compile(rb"\r\n[ \t]+")
 
 
@@ -116,21 +115,31 @@ class Uri:
 def parse_uri(raw):
     """Parse a URI the way Kamailio's parse_uri accepts it; None when invalid.
 
-    sip/sips URIs are parsed fully; tel: and urn: are accepted as opaque, as
-    Kamailio does; any other scheme, or anything shorter than 5 octets, fails.
+    sip/sips URIs are parsed fully; the user part ends at the first '@' (an
+    '@' inside it must be escaped) and may hold ';', '?' and ','.  tel: and
+    urn: are accepted as opaque, as Kamailio does; any other scheme, or
+    anything shorter than 5 octets, fails.
     """
     if len(raw) < 5 or b" " in raw or b"\t" in raw:
         return None
-    scheme = raw[:raw.find(b":")].lower() if b":" in raw else b""
+    colon = raw.find(b":")
+    scheme = raw[:colon].lower() if colon > 0 else b""
     if scheme in (b"tel", b"urn"):
         return Uri(raw, scheme) if len(raw) > len(scheme) + 1 else None
-    match = _URI_RE.match(raw)
+    if scheme not in (b"sip", b"sips"):
+        return None
+    rest = raw[colon + 1:]
+    user = None
+    at = rest.find(b"@")
+    if at >= 0:
+        user, rest = rest[:at], rest[at + 1:]
+    match = _HOSTPART_RE.match(rest)
     if match is None:
         return None
-    port = match.group(4)
+    port = match.group(2)
     if port is not None and not 0 < int(port) < 65536:
         return None
-    return Uri(raw, match.group(1).lower(), match.group(2), match.group(3), port, match.group(5))
+    return Uri(raw, scheme, user, match.group(1), port, match.group(3))
 
 
 class NameAddr:
@@ -271,7 +280,7 @@ class Message:
             self.version = parts[0]
         else:
             self.is_request = True
-            parts = first.split(b" ")
+            parts = first.rstrip(b" \t").split(b" ")  # trailing blanks are tolerated, as Kamailio does
             if len(parts) != 3 or not parts[0] or not parts[1] or _METHOD_RE.match(parts[0]) is None:
                 raise ParseError("bad request line")
             if not parts[2].startswith(b"SIP/2.0"):
@@ -283,6 +292,8 @@ class Message:
                 raise ParseError("folded start line")
             lines = _FOLD_RE.sub(b" ", head).split(CRLF)  # unfold (RFC 3261 7.3.1)
         out = lines[1:]
+        if out and not out[-1]:
+            out.pop()  # the CRLF that ends a header block without a blank line after it
         names = []
         bad = None
         known = _NAMES.get
@@ -296,15 +307,15 @@ class Message:
             names.append(name)
         self.bad_header = bad
         self.names, self.lines = names, out
-        if not self.has_eoh and self.bad_header is None and out and not out[-1]:
-            self.has_eoh = True
         if not self.is_request:
             return  # responses are relayed by their Via; nothing else is checked
+        framed = False
         for i, name in enumerate(names):
             if name in _CHECKED and (self.bad_header is None or i < self.bad_header):
-                if not _check_body(name, self.value(i), self._cache):
-                    self.bad_header = i
+                if not _check_body(name, self.value(i), self._cache) or (name == b"content-length" and framed):
+                    self.bad_header = i  # a second Content-Length makes the framing unknowable
                     break
+                framed = framed or name == b"content-length"
 
     # ---- header access -------------------------------------------------
     def value(self, index):
@@ -485,6 +496,6 @@ class Message:
 
 def parse(data):
     """Parse one datagram; raises ParseError when it must be dropped silently."""
-    if not data or data[0] < 0x41:  # keep-alive CRLFs and binary junk
+    if not data or not 0x20 < data[0] < 0x7F:  # keep-alive CRLFs and binary junk
         raise ParseError("not a SIP message")
     return Message(data)

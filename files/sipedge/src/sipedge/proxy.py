@@ -107,13 +107,11 @@ class Proxy:
             return
         if not msg.is_request:
             return  # a response of another SIP version
-        # Kamailio's core drops, without a reply, a request whose Via or whose
-        # headers up to the first Via cannot be parsed, or that lacks the
-        # transaction-identifying headers.
-        via = msg.top_via
-        if via is None or (msg.bad_header is not None and msg.bad_header <= msg.index(b"via")):
-            return
-        if any(msg.index(name) < 0 for name in _REQUIRED):
+        # Dropped without a reply, as by Kamailio: a request without a Via or
+        # the transaction-identifying headers, or with any header that does
+        # not parse (Kamailio's core drops it, or cannot build a reply to it).
+        if msg.top_via is None or msg.bad_header is not None or any(msg.index(name) < 0 for name in _REQUIRED):
+            log.debug("dropped malformed request from %s", src[0])
             return
         reply_addr = build.stamp_via(msg, src[0].encode(), src[1])
         reply_addr = (src[0], reply_addr[1])
