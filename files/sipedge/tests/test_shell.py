@@ -1,6 +1,7 @@
 """The asyncio shell with real sockets on loopback: a running `sipedge run`
 process, plain UDP sockets as client and backend (SIPp runs in tests/e2e)."""
 
+import json
 import os
 import signal
 import socket
@@ -45,12 +46,14 @@ class Running:
         self.sql("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant1.test', 10)",
                  "INSERT INTO dispatcher(setid, destination) VALUES (10, 'sip:%s:%d')" % (BACKEND_IP, backend_port),
                  "INSERT INTO dispatcher(setid, destination) VALUES (20, 'sip:%s:%d')" % (BACKEND_IP, backend_port))
+        self.control = str(tmp_path / "ctl.sock")
         probe = udp(EDGE_IP)
         self.port = probe.getsockname()[1]
         probe.close()
         cfg = tmp_path / "sipedge.toml"
         cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\n[dispatcher]\nping_interval = 0\n'
-                       '[database]\npath = "%s"\npoll_interval = 0.1\n[log]\nlevel = "debug"\n' % (EDGE_IP, self.port, self.db))
+                       '[database]\npath = "%s"\npoll_interval = 0.1\n[log]\nlevel = "debug"\n'
+                       '[control]\nsocket = "%s"\n' % (EDGE_IP, self.port, self.db, self.control))
         self.log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)],  # pylint: disable=consider-using-with
                                      stderr=self.log, stdout=subprocess.DEVNULL)
@@ -193,3 +196,18 @@ def test_ipv6_listener_routes_to_ipv6_backend(tmp_path):
         log.close()
         for sock in (client, backend):
             sock.close()
+
+
+def test_ctl_reports_transactions_and_destinations(running, capsys):
+    from sipedge import cli  # pylint: disable=import-outside-toplevel
+    edge, client, backend = running
+    client.sendto(options(client, n=30), (EDGE_IP, edge.port))
+    assert receive(backend, 2.0) is not None  # forwarded, never answered: one transaction pending
+    assert cli.main(["ctl", "--socket", edge.control, "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["server_transactions"] == 1 and stats["client_transactions"] == 1
+    assert stats["domains"] == 1 and stats["destinations"] == 2
+    assert cli.main(["ctl", "--socket", edge.control, "dispatcher"]) == 0
+    sets = json.loads(capsys.readouterr().out)
+    assert [(s["setid"], [d["state"] for d in s["destinations"]]) for s in sets] == [(10, ["AX"]), (20, ["AX"])]
+    assert cli.main(["ctl", "--socket", str(edge.control) + ".none", "stats"]) == 1

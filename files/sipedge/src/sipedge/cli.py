@@ -1,8 +1,11 @@
-"""The `sipedge` command: run, check-config, db init, db version."""
+"""The `sipedge` command: run, check-config, db init, db version, ctl."""
 
 import argparse
 import asyncio
+import glob
+import json
 import logging
+import socket
 import sys
 
 from . import __version__, config, schema
@@ -74,6 +77,34 @@ def cmd_db_version(args):
     return 0
 
 
+def cmd_ctl(args):
+    """Ask every running sipedge process (one per worker) through its control socket."""
+    path = args.socket
+    if path is None:
+        try:
+            path = config.load(args.config).control_socket
+        except config.ConfigError as exc:
+            print("%s: %s" % (args.config, exc), file=sys.stderr)
+            return 2
+    paths = sorted(p for p in glob.glob(glob.escape(path) + "*") if p == path or p[len(path):].startswith("."))
+    if not paths:
+        print("sipedge ctl: no control socket at %s (is sipedge running, with [control] socket set?)" % path, file=sys.stderr)
+        return 1
+    answers = []
+    for one in paths:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5.0)
+                sock.connect(one)
+                sock.sendall(args.command.encode() + b"\n")
+                answers.append(json.loads(sock.makefile("rb").read()))
+        except (OSError, ValueError) as exc:
+            print("sipedge ctl: %s: %s" % (one, exc), file=sys.stderr)
+            return 1
+    print(json.dumps(answers[0] if len(answers) == 1 else answers, indent=2))
+    return 0
+
+
 def parser():
     top = argparse.ArgumentParser(prog="sipedge", description=__doc__)
     top.add_argument("--version", action="version", version="sipedge " + __version__)
@@ -92,6 +123,12 @@ def parser():
     version = dbsub.add_parser("version", help="print the schema version")
     version.add_argument("--db", required=True)
     version.set_defaults(func=cmd_db_version)
+    ctl = sub.add_parser("ctl", help="ask the running router (JSON answer)")
+    where = ctl.add_mutually_exclusive_group()
+    where.add_argument("--config", default="/etc/sipedge/sipedge.toml", help="read the socket path from this config")
+    where.add_argument("--socket", help="the control socket path")
+    ctl.add_argument("command", choices=("stats", "dispatcher"))
+    ctl.set_defaults(func=cmd_ctl)
     return top
 
 

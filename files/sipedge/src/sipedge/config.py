@@ -68,6 +68,7 @@ class Config:
     db_path: str = "/var/lib/sipedge/routing.db"
     db_poll_interval: float = 0.5
     log_level: str = "info"
+    control_socket: str = "/run/sipedge/sipedge.sock"
 
 
 def parse_listen(text):
@@ -206,7 +207,15 @@ def _log(r, d):
     return {"log_level": r.choice("level", d.log_level, LOG_LEVELS)}
 
 
-SECTIONS = {"sip": _sip, "timers": _timers, "dispatcher": _dispatcher, "database": _database, "log": _log}
+def _control(r, d):
+    path = r.get("socket", str, d.control_socket)
+    if path and not path.startswith("/"):
+        r.fail("socket", "must be an absolute path, or empty to disable")
+    return {"control_socket": path}
+
+
+SECTIONS = {"sip": _sip, "timers": _timers, "dispatcher": _dispatcher, "database": _database, "log": _log,
+            "control": _control}
 
 
 def from_dict(data):

@@ -65,6 +65,12 @@ class Proxy:
         host = ip_literal(dest.host) or self.resolved.get(dest.host)
         return None if host is None else (host, dest.port)
 
+    def stats(self):
+        """Counters for `sipedge ctl stats`."""
+        return {"server_transactions": len(self.txns.server), "client_transactions": len(self.txns.client),
+                "timers": len(self.timers), "domains": len(self.router.domains),
+                "destinations": len(self.dispatcher.destinations())}
+
     # ---- time -------------------------------------------------------------
     def next_deadline(self):
         return self.timers.next_deadline()

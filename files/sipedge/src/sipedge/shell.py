@@ -10,6 +10,7 @@ blocks the event loop; a failed read keeps the last good routing table.
 import asyncio
 import fcntl
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -258,6 +259,40 @@ class Edge:
                          len(data.domains), len(data.destinations))
                 self._schedule()
 
+    async def _control(self, reader, writer):
+        """One request per connection: a command line in, one JSON document out."""
+        try:
+            command = (await asyncio.wait_for(reader.readline(), 2.0)).decode("ascii", "replace").strip()
+            if command == "stats":
+                body = dict(self.proxy.stats(), pid=os.getpid())
+            elif command == "dispatcher":
+                body = self.proxy.dispatcher.snapshot()
+            else:
+                body = {"error": "unknown command %r (stats, dispatcher)" % command}
+            writer.write(json.dumps(body).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _start_control(self):
+        """The control socket for `sipedge ctl`; one per worker process."""
+        path = self.config.control_socket
+        if not path:
+            return None, None
+        if self.reuseport:
+            path = "%s.%d" % (path, os.getpid())
+        if os.path.exists(path):
+            os.unlink(path)  # left over by a process that is gone
+        try:
+            server = await asyncio.start_unix_server(self._control, path=path)
+        except OSError as exc:
+            log.warning("no control socket at %s: %s", path, exc.strerror)
+            return None, None
+        os.chmod(path, 0o660)
+        return server, path
+
     async def serve(self):
         self.loop = asyncio.get_running_loop()
         data = self.store.open()
@@ -285,10 +320,14 @@ class Edge:
         self.proxy.start(self.loop.time())
         self._schedule()
         poller = asyncio.ensure_future(self._poll_db())
+        control, control_path = await self._start_control()
         try:
             await self._stopped.wait()
         finally:
             poller.cancel()
+            if control is not None:
+                control.close()
+                os.unlink(control_path)
             for sock in self.readers():
                 self.loop.remove_reader(sock.fileno())
                 sock.close()
