@@ -59,7 +59,7 @@ class Harness:
     def __init__(self, domains=None, destinations=None, **settings):
         sections = {}
         for key, value in settings.items():
-            section, _, name = key.partition("__")
+            section, _sep, name = key.partition("__")
             sections.setdefault(section, {})[name] = value
         sections.setdefault("dispatcher", {}).setdefault("ping_interval", 0)
         self.config = config_mod.from_dict(sections)

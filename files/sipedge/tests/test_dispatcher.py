@@ -36,7 +36,7 @@ def uris(disp, setid):
 
 def picks(disp, setid, count, msg=None):
     out = []
-    for _ in range(count):
+    for _i in range(count):
         dest = disp.select(setid, msg or Msg())
         out.append(dest.uri if dest else None)
     return out
@@ -108,10 +108,10 @@ def reference_hash(x, y):
 
 def test_hash_equals_reference_on_random_bytes():
     rng = random.Random(5)
-    for _ in range(2000):
+    for _i in range(2000):
         top = rng.choice((0x7F, 0xFF))  # ASCII fast path and the signed-char path
-        x = bytes(rng.randint(0, top) for _ in range(rng.randint(0, 41)))
-        y = rng.choice((None, bytes(rng.randint(0, top) for _ in range(rng.randint(0, 13)))))
+        x = bytes(rng.randint(0, top) for _i in range(rng.randint(0, 41)))
+        y = rng.choice((None, bytes(rng.randint(0, top) for _i in range(rng.randint(0, 13)))))
         assert ds_get_hash(x, y) == reference_hash(x, y)
 
 

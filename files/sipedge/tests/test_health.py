@@ -25,11 +25,11 @@ def answer(edge, sent, alive):
 def test_every_destination_pinged_at_start_and_each_interval():
     edge = started()
     first = pings(edge.take())
-    assert sorted(a for a, _ in first) == sorted([B1, B2, ("127.0.0.21", 5080)])
+    assert sorted(a for a, _unused in first) == sorted([B1, B2, ("127.0.0.21", 5080)])
     opt = first[0][1]
     assert opt.ruri.startswith(b"sip:127.0.0.") and opt.get(b"max-forwards") == b"70"
     assert opt.get(b"cseq") == b"10 OPTIONS" and opt.from_tag
-    answer(edge, first, {a for a, _ in first})
+    answer(edge, first, {a for a, _unused in first})
     assert pings(edge.advance(29.9)) == []
     assert len(pings(edge.advance(0.1))) == 3
 
@@ -37,11 +37,11 @@ def test_every_destination_pinged_at_start_and_each_interval():
 def test_dead_destination_goes_down_after_two_rounds_and_gets_no_calls(caplog):
     edge = started()
     with caplog.at_level(logging.INFO, logger="sipedge"):
-        for _ in range(2):
+        for _i in range(2):
             sent = edge.take()
             answer(edge, sent, {B2, ("127.0.0.21", 5080)})
             sent = edge.advance(5.0)   # B1 times out: local 408 at fr_timer
-            assert [m for _, m in sent if not m.is_request] == []
+            assert [m for _i, m in sent if not m.is_request] == []
             edge.advance(25.0)
     assert ("sipedge", logging.WARNING, "Asterisk DOWN: sip:127.0.0.11:5060") in caplog.record_tuples
     for i in range(4):
@@ -75,7 +75,7 @@ def test_recovery_needs_two_good_rounds(caplog):
 def test_error_reply_counts_as_failure_and_configured_codes_as_success():
     destinations = ((10, "sip:127.0.0.11:5060", 0, 0, None), (10, "sip:127.0.0.12:5060", 0, 0, None))
     edge = started(dispatcher__ping_reply_codes=[404], destinations=destinations)
-    for _ in range(2):
+    for _i in range(2):
         for addr, msg in pings(edge.take()):
             code = 404 if addr == B1 else 500
             edge.recv(response(msg.serialize(), code, b"X"), src=addr)
@@ -86,7 +86,7 @@ def test_error_reply_counts_as_failure_and_configured_codes_as_success():
 
 def test_disabled_destination_is_never_pinged():
     edge = started(destinations=((10, "sip:127.0.0.11:5060", 4, 0, None), (10, "sip:127.0.0.12:5060", 0, 0, None)))
-    assert [a for a, _ in pings(edge.take())] == [B2]
+    assert [a for a, _unused in pings(edge.take())] == [B2]
 
 
 def test_pings_leave_no_state_behind():

@@ -32,12 +32,12 @@ def test_max_forwards_zero_or_unparsable_gets_483(edge, value):
 @pytest.mark.parametrize("value,sent_on", [(b"70", b"69"), (b"10", b"9"), (b"1", b"0"), (b"71", b"70"),
                                            (b"300", b"70"), (b"99999", b"70")])
 def test_max_forwards_decremented_or_clamped(edge, value, sent_on):
-    _, fwd = forwarded(edge.recv(request(b"OPTIONS", max_forwards=value)))
+    _unused, fwd = forwarded(edge.recv(request(b"OPTIONS", max_forwards=value)))
     assert fwd.get(b"max-forwards") == sent_on
 
 
 def test_missing_max_forwards_inserted_with_limit(edge):
-    _, fwd = forwarded(edge.recv(request(b"OPTIONS", max_forwards=None)))
+    _unused, fwd = forwarded(edge.recv(request(b"OPTIONS", max_forwards=None)))
     assert fwd.get(b"max-forwards") == b"10"
     assert fwd.count(b"max-forwards") == 1
 
@@ -67,7 +67,7 @@ def test_request_line_trailing_blank_tolerated(edge):
 
 def test_content_length_without_end_of_headers(edge):
     data = request(b"OPTIONS")[:-2]  # the header block ends with CRLF but no blank line
-    _, msg = only_reply(edge.recv(data))
+    _unused, msg = only_reply(edge.recv(data))
     assert (msg.status, msg.reason) == (400, b"Content-Length Body Failure")
 
 
@@ -92,7 +92,7 @@ def test_no_reply_to_ack_with_zero_max_forwards(edge):
     (request(b"INVITE", to=b"<mailto:alice@tenant1.test>"), 400, b"Invalid To Header"),
 ])
 def test_sanity_replies(edge, data, code, reason):
-    _, msg = only_reply(edge.recv(data))
+    _unused, msg = only_reply(edge.recv(data))
     assert (msg.status, msg.reason) == (code, reason)
 
 
@@ -134,7 +134,7 @@ def test_scanner_pattern_is_configurable(make_edge):
 # ---- in-dialog ------------------------------------------------------------------------------
 
 def test_in_dialog_without_route_gets_404(edge):
-    _, msg = only_reply(edge.recv(request(b"BYE", to_tag=b"x")))
+    _unused, msg = only_reply(edge.recv(request(b"BYE", to_tag=b"x")))
     assert (msg.status, msg.reason) == (404, b"Not Here")
 
 
@@ -144,7 +144,7 @@ def test_in_dialog_ack_without_route_gets_nothing(edge):
 
 def test_in_dialog_foreign_route_is_never_relayed(edge):
     data = request(b"BYE", to_tag=b"x", headers=[b"Route: <sip:127.0.0.99;lr>"])
-    _, msg = only_reply(edge.recv(data))
+    _unused, msg = only_reply(edge.recv(data))
     assert msg.status == 404
 
 
@@ -176,13 +176,13 @@ def test_in_dialog_ack_for_2xx_forwarded_without_transaction(edge):
 
 def test_in_dialog_unknown_method_is_relayed(edge):
     data = request(b"INFO", ruri=b"sip:alice@127.0.0.11", to_tag=b"x", headers=[b"Route: <sip:127.0.0.1;lr>"])
-    addr, _ = forwarded(edge.recv(data))
+    addr, _unused = forwarded(edge.recv(data))
     assert addr == B1
 
 
 def test_in_dialog_target_name_is_not_resolved(edge):
     data = request(b"BYE", ruri=b"sip:alice@pbx.tenant1.test", to_tag=b"x", headers=[b"Route: <sip:127.0.0.1;lr>"])
-    _, msg = only_reply(edge.recv(data))
+    _unused, msg = only_reply(edge.recv(data))
     assert msg.status == 478
 
 
@@ -191,7 +191,7 @@ def test_in_dialog_target_name_is_not_resolved(edge):
 @pytest.mark.parametrize("method", [b"MESSAGE", b"SUBSCRIBE", b"NOTIFY", b"INFO", b"PUBLISH", b"REFER", b"UPDATE",
                                     b"PRACK", b"FOO"])
 def test_other_methods_get_405_without_allow(edge, method):
-    _, msg = only_reply(edge.recv(request(method)))
+    _unused, msg = only_reply(edge.recv(request(method)))
     assert (msg.status, msg.reason) == (405, b"Method Not Allowed")
     assert msg.get(b"allow") is None
     assert msg.to_tag  # stateless replies >= 180 carry a To-tag
@@ -221,7 +221,7 @@ def test_request_to_the_edge_itself_is_dropped(edge):
 
 def test_options_to_the_edge_answered_for_listed_networks(make_edge):
     edge = make_edge(sip__options_answer_networks=["127.0.0.0/24"])
-    _, msg = only_reply(edge.recv(request(b"OPTIONS", ruri=b"sip:127.0.0.1")))
+    _unused, msg = only_reply(edge.recv(request(b"OPTIONS", ruri=b"sip:127.0.0.1")))
     assert msg.status == 200
     assert edge.recv(request(b"OPTIONS", ruri=b"sip:127.0.0.1"), src=("127.0.1.5", 5060)) == []
 
@@ -250,14 +250,14 @@ def test_round_robin_alternates_within_the_tenant_set(edge):
 def test_all_destinations_down_gives_503_and_error(make_edge, caplog):
     edge = make_edge(destinations=((10, "sip:127.0.0.11:5060", 1, 0, None), (10, "sip:127.0.0.12:5060", 4, 0, None)))
     with caplog.at_level(logging.DEBUG, logger="sipedge"):
-        _, msg = only_reply(edge.recv(request(b"INVITE")))
+        _unused, msg = only_reply(edge.recv(request(b"INVITE")))
     assert (msg.status, msg.reason) == (503, b"Service Unavailable")
     assert ("sipedge", logging.ERROR, "No healthy Asterisk nodes for domain=tenant1.test") in caplog.record_tuples
 
 
 def test_set_without_destinations_gives_503(make_edge):
     edge = make_edge(domains={"tenant1.test": 99})
-    _, msg = only_reply(edge.recv(request(b"OPTIONS")))
+    _unused, msg = only_reply(edge.recv(request(b"OPTIONS")))
     assert msg.status == 503
 
 

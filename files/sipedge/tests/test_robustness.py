@@ -20,7 +20,7 @@ def mutations(rng, data):
     """Deterministic mutants of one message."""
     yield data[:rng.randrange(len(data))]                                   # truncated
     pos = rng.randrange(len(data))
-    yield data[:pos] + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8))) + data[pos:]  # inserted bytes
+    yield data[:pos] + bytes(rng.randrange(256) for _i in range(rng.randrange(1, 8))) + data[pos:]  # inserted bytes
     pos = rng.randrange(len(data))
     yield data[:pos] + data[pos + rng.randrange(1, 20):]                      # deleted run
     lines = data.split(b"\r\n")
@@ -36,7 +36,7 @@ def test_mutated_messages_never_raise_and_leave_no_state():
     rng = random.Random(4475)
     edge = Harness()
     count = 0
-    for _ in range(60):
+    for _i in range(60):
         for sample in SAMPLES:
             for mutant in mutations(rng, sample):
                 edge.recv(mutant)
@@ -63,7 +63,7 @@ def test_mutated_messages_never_raise_and_leave_no_state():
 ])
 def test_hostile_datagrams(edge, data):
     sent = edge.recv(data)
-    assert all(not m.is_request or m.method != b"INVITE" for _, m in sent)  # nothing of it is relayed
+    assert all(not m.is_request or m.method != b"INVITE" for _i, m in sent)  # nothing of it is relayed
     edge.advance(60)
     assert edge.live() == (0, 0)
 

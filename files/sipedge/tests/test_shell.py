@@ -119,7 +119,7 @@ def test_routes_and_survives_junk(running):
 
 
 def test_unknown_domain_gets_no_byte_back(running):
-    edge, client, _ = running
+    edge, client, _unused = running
     client.sendto(options(client, domain=b"nowhere.test", n=4), (EDGE_IP, edge.port))
     assert receive(client, 0.5) is None
     edge.wait_log("NOTICE Door-knock blocked: domain=nowhere.test src=%s" % CLIENT_IP)

@@ -8,7 +8,7 @@ from sipedge.message import parse
 
 def start_invite(edge, **kw):
     sent = edge.recv(request(b"INVITE", **kw))
-    assert [m.status if not m.is_request else m.method for _, m in sent] == [100, b"INVITE"]
+    assert [m.status if not m.is_request else m.method for _i, m in sent] == [100, b"INVITE"]
     return sent[1][1]
 
 
@@ -28,16 +28,16 @@ def test_invite_retransmitted_t1_doubling_capped_at_t2_until_fr_timer(edge):
     assert retrans == [0.5, 1.5, 3.5]  # T1, +2*T1, +4*T1; next would be 7.5 > fr_timer
     final = [(t, addr, m.status, m.reason) for t, addr, m in events if not m.is_request]
     assert final == [(5.0, CLIENT, 408, b"Request Timeout")]
-    assert all(m.get(b"via") == fwd.get(b"via") for t, _, m in events if m.is_request)
+    assert all(m.get(b"via") == fwd.get(b"via") for t, _unused, m in events if m.is_request)
 
 
 def test_non_invite_retransmissions_cap_at_t2(make_edge):
     edge = make_edge(timers__fr_timer=20.0)
     edge.recv(request(b"OPTIONS"))
     events = times_of(edge, 20.0, step=0.25)
-    sends = [t for t, _, m in events if m.is_request]
+    sends = [t for t, _unused, m in events if m.is_request]
     assert sends == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5]
-    assert [(t, m.status) for t, _, m in events if not m.is_request] == [(20.0, 408)]
+    assert [(t, m.status) for t, _unused, m in events if not m.is_request] == [(20.0, 408)]
 
 
 def test_provisional_stops_invite_retransmission_and_starts_fr_inv(edge):
@@ -47,7 +47,7 @@ def test_provisional_stops_invite_retransmission_and_starts_fr_inv(edge):
     assert [(a, m.status) for a, m in sent] == [(CLIENT, 180)]
     assert sent[0][1].count(b"via") == 1  # our Via removed
     events = times_of(edge, 30.0, step=0.5)
-    assert [m for _, _, m in events if m.is_request and m.method == b"INVITE"] == []
+    assert [m for _i, _unused, m in events if m.is_request and m.method == b"INVITE"] == []
     # fr_inv_timer (30 s) after the last provisional: 408 upstream, CANCEL downstream
     kinds = [(t, a, m.method if m.is_request else m.status) for t, a, m in events]
     assert (30.0, CLIENT, 408) in kinds and (30.0, B1, b"CANCEL") in kinds
@@ -58,14 +58,14 @@ def test_fr_inv_restarted_on_each_provisional(edge):
     edge.recv(response(fwd.serialize(), 180, b"Ringing"), src=B1)
     edge.advance(20)
     edge.recv(response(fwd.serialize(), 183, b"Session Progress"), src=B1)
-    assert [m.status for _, m in edge.advance(29.9) if not m.is_request] == []
-    assert 408 in [m.status for _, m in edge.advance(0.2) if not m.is_request]
+    assert [m.status for _i, m in edge.advance(29.9) if not m.is_request] == []
+    assert 408 in [m.status for _i, m in edge.advance(0.2) if not m.is_request]
 
 
 def test_100_from_downstream_is_not_relayed_but_stops_retransmission(edge):
     fwd = start_invite(edge)
     assert edge.recv(response(fwd.serialize(), 100, b"Trying"), src=B1) == []
-    assert [m for _, m in edge.advance(4.0) if m.is_request] == []
+    assert [m for _i, m in edge.advance(4.0) if m.is_request] == []
 
 
 def test_retransmitted_request_gets_last_reply_and_is_not_forwarded_again(edge):
@@ -107,14 +107,14 @@ def test_negative_final_is_acked_downstream_and_retransmitted_until_ack(edge):
     sent = edge.recv(response(fwd.serialize(), 486, b"Busy Here"), src=B1)
     kinds = sorted((a, m.method if m.is_request else m.status) for a, m in sent)
     assert kinds == sorted([(B1, b"ACK"), (CLIENT, 486)])
-    ack_down = [m for _, m in sent if m.is_request][0]
+    ack_down = [m for _i, m in sent if m.is_request][0]
     assert ack_down.top_via.branch == fwd.top_via.branch
     assert ack_down.to_tag == b"be1" and ack_down.cseq == [b"1", b"ACK"]
     again = edge.advance(0.5)
     assert [(a, m.status) for a, m in again] == [(CLIENT, 486)]
     # the caller's ACK (same branch as its INVITE) is absorbed, not forwarded
     assert edge.recv(request(b"ACK", to_tag=b"be1", cseq=b"1 ACK")) == []
-    assert [m for _, m in edge.advance(4.0)] == []
+    assert [m for _i, m in edge.advance(4.0)] == []
     edge.advance(5.0)
     assert edge.live() == (0, 0)
 
@@ -129,7 +129,7 @@ def test_negative_final_without_ack_stops_at_fr_timer(edge):
 
 def test_503_from_downstream_relayed_as_500(edge):
     fwd = start_invite(edge)
-    (_, up), = [s for s in edge.recv(response(fwd.serialize(), 503, b"Overloaded"), src=B1) if s[0] == CLIENT]
+    (_unused, up), = [s for s in edge.recv(response(fwd.serialize(), 503, b"Overloaded"), src=B1) if s[0] == CLIENT]
     assert (up.status, up.reason) == (500, b"Service Unavailable")
 
 
@@ -139,7 +139,7 @@ def test_cancel_of_ringing_call(edge):
     sent = edge.recv(request(b"CANCEL", cseq=b"1 CANCEL"))
     kinds = {(a, m.method if m.is_request else m.status) for a, m in sent}
     assert kinds == {(CLIENT, 200), (B1, b"CANCEL")}
-    cancel = [m for _, m in sent if m.is_request][0]
+    cancel = [m for _i, m in sent if m.is_request][0]
     assert cancel.top_via.branch == fwd.top_via.branch
     assert cancel.ruri == fwd.ruri and cancel.cseq == [b"1", b"CANCEL"]
     assert cancel.count(b"via") == 1
@@ -171,7 +171,7 @@ def test_cancel_retransmission_gets_the_same_200(edge):
     start_invite(edge)
     first = edge.recv(request(b"CANCEL", cseq=b"1 CANCEL"))
     again = edge.recv(request(b"CANCEL", cseq=b"1 CANCEL"))
-    assert [m.serialize() for _, m in again if not m.is_request] == [m.serialize() for _, m in first if not m.is_request]
+    assert [m.serialize() for _i, m in again if not m.is_request] == [m.serialize() for _i, m in first if not m.is_request]
 
 
 def test_cancel_without_invite_is_routed_like_a_request(edge):
@@ -185,7 +185,7 @@ def test_register_flow(edge):
     ok = edge.recv(response(fwd.serialize(), 200), src=B1)
     assert [(a, m.status) for a, m in ok] == [(CLIENT, 200)]
     again = edge.recv(request(b"REGISTER"))
-    assert [m.serialize() for _, m in again] == [m.serialize() for _, m in ok]
+    assert [m.serialize() for _i, m in again] == [m.serialize() for _i, m in ok]
     edge.advance(5.0)
     assert edge.live() == (0, 0)
 

@@ -34,7 +34,7 @@ def stamp_via(msg, src_ip, src_port):
         params = [(k, v) for k, v in via.params if k != b"received"]
         if has_rport:
             params = [(k, b"%d" % src_port if k == b"rport" else v) for k, v in params]
-        existing = [k for k, _ in via.params]
+        existing = [key for key, _value in via.params]
         at = existing.index(b"received") if b"received" in existing else 0
         params.insert(at, (b"received", src_ip))
         sent_by = via.host if via.port is None else b"%s:%d" % (via.host, via.port)

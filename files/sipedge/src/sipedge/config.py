@@ -73,13 +73,13 @@ class Config:
 
 def parse_listen(text):
     """'udp:ADDR:PORT' (IPv6 as 'udp:[ADDR]:PORT') -> Listen."""
-    proto, _, rest = text.partition(":")
+    proto, _sep, rest = text.partition(":")
     if proto != "udp":
         raise ValueError("only udp is supported")
     if rest.startswith("["):
-        host, _, port = rest[1:].partition("]:")
+        host, _sep, port = rest[1:].partition("]:")
     else:
-        host, _, port = rest.rpartition(":")
+        host, _sep, port = rest.rpartition(":")
     ipaddress.ip_address(host)
     if not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
         raise ValueError("bad port")

@@ -125,7 +125,7 @@ def split_uri(uri: str) -> Optional[tuple[str, Optional[str], str, Optional[str]
         user = userinfo.partition(":")[0]  # drop a password
     else:
         hostpart = userinfo
-    hostport, _, params = hostpart.partition(";")
+    hostport, _sep, params = hostpart.partition(";")
     port: Optional[str]
     if hostport.startswith("["):
         close = hostport.find("]")
@@ -156,7 +156,7 @@ def uri_hash_keys(uri: Text) -> Optional[tuple[Optional[bytes], bytes]]:
     parts = split_uri(uri.decode("utf-8", "surrogateescape") if isinstance(uri, bytes) else uri)
     if parts is None:
         return None
-    scheme, user, host, port, _ = parts
+    scheme, user, host, port, _unused = parts
     if port is not None and int(port) != (5061 if scheme == "sips" else 5060):
         host = host + ":" + port
     return (None if user is None else _as_bytes(user)), _as_bytes(host)
@@ -171,7 +171,7 @@ def parse_destination(uri: str) -> Optional[tuple[str, int, str]]:
     parts = split_uri(uri)
     if parts is None:
         return None
-    scheme, _, host, port, params = parts
+    scheme, _unused, host, port, params = parts
     if host.startswith("["):
         host = host[1:-1]
         try:
@@ -185,7 +185,7 @@ def parse_destination(uri: str) -> Optional[tuple[str, int, str]]:
         return None
     transport = ""
     for param in params.split(";"):
-        name, _, value = param.partition("=")
+        name, _sep, value = param.partition("=")
         if name.strip().lower() == "transport":
             transport = value.strip().lower()
     return host, number, transport
@@ -195,7 +195,7 @@ def parse_attrs(attrs: str) -> dict[str, str]:
     """`name=value;name=value` (names case-insensitive, trailing ';' allowed)."""
     out = {}
     for item in attrs.strip().rstrip(";").split(";"):
-        name, _, value = item.partition("=")
+        name, _sep, value = item.partition("=")
         name = name.strip().lower()
         if name:
             out[name] = value.strip()

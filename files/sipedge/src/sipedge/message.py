@@ -102,7 +102,7 @@ class Uri:
     def param(self, name):
         """Value of a URI parameter (b'' for a flag), or None."""
         for item in self.params.split(b";")[1:]:
-            key, _, val = item.partition(b"=")
+            key, _sep, val = item.partition(b"=")
             if key.strip().lower() == name:
                 return val.strip()
         return None
@@ -152,7 +152,7 @@ class NameAddr:
 
     def param(self, name):
         for item in self.params.split(b";")[1:]:
-            key, _, val = item.partition(b"=")
+            key, _sep, val = item.partition(b"=")
             if key.strip().lower() == name:
                 return val.strip()
         return None

@@ -132,7 +132,7 @@ class Proxy:
             self.send(build.reply(msg, outcome[1], outcome[2]), reply_addr)
 
     def _forward(self, msg, key, reply_addr, outcome, now):
-        _, host, port, record_route = outcome
+        host, port, record_route = outcome[1:]
         if msg.method == CANCEL:
             invite = self.txns.server.get(key[:-1] + (b"INVITE",))
             if invite is not None and invite.request is not None:

@@ -34,7 +34,7 @@ def interface_ipv4():
     except OSError:
         rows = []
     default = [r[0] for r in rows if len(r) > 1 and r[1] == "00000000"]
-    names = default + [name for _, name in socket.if_nameindex() if name not in default]
+    names = default + [name for _i, name in socket.if_nameindex() if name not in default]
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for name in names:
@@ -62,10 +62,10 @@ def advertised(config, sock_host, port):
 def split_hostport(text):
     """b'host', b'host:port', b'[v6]' or b'[v6]:port' -> (host, port or None)."""
     if text.startswith(b"["):
-        host, _, rest = text[1:].partition(b"]")
+        host, _sep, rest = text[1:].partition(b"]")
         port = rest[1:]
     elif text.count(b":") == 1:
-        host, _, port = text.partition(b":")
+        host, _sep, port = text.partition(b":")
     else:
         host, port = text, b""
     return host, int(port) if port.isdigit() else None
@@ -111,7 +111,7 @@ def run_workers(config):
     """Fork `config.workers` Edge processes sharing the listening ports; stop
     them all on SIGTERM/SIGINT or when one fails.  Returns the exit status."""
     children = []
-    for _ in range(config.workers):
+    for _i in range(config.workers):
         pid = os.fork()
         if pid == 0:
             status = 1
@@ -125,7 +125,7 @@ def run_workers(config):
         children.append(pid)
     stopping = []
 
-    def stop(*_):
+    def stop(*_args):
         stopping.append(True)
         for pid in children:
             try:
@@ -183,7 +183,7 @@ class Edge:
     def readers(self):
         """Every socket this process reads: the listening ones and its own."""
         own = [s for s in self.downstream.values() if self.reuseport]
-        return [sock for _, sock in self.socks] + own
+        return [sock for _i, sock in self.socks] + own
 
     def send(self, data, addr):
         v6 = ":" in addr[0]
@@ -200,7 +200,7 @@ class Edge:
 
     def _readable(self, sock):
         proxy, now = self.proxy, self.loop.time()
-        for _ in range(BATCH):
+        for _i in range(BATCH):
             try:
                 data, src = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -305,7 +305,7 @@ class Edge:
             via_local = split_hostport(local)[0]
             via_local = (b"[%s]" % via_local if b":" in via_local else via_local) + b":%d" % own.getsockname()[1]
         myself = names_of_self(self.socks, local)
-        myself.update((host, s.getsockname()[1]) for host, _ in list(myself) for s in self.downstream.values())
+        myself.update((host, s.getsockname()[1]) for host, _port in list(myself) for s in self.downstream.values())
         self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
         await self._load(data)
         for sock in self.readers():
@@ -315,7 +315,7 @@ class Edge:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self._stopped.set)
         log.info("sipedge listening on %s, advertising %s; %d domains, %d destinations",
-                 ", ".join(str(listen) for listen, _ in self.socks), local.decode(),
+                 ", ".join(str(listen) for listen, _sock in self.socks), local.decode(),
                  len(data.domains), len(data.destinations))
         self.proxy.start(self.loop.time())
         self._schedule()
