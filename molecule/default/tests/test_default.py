@@ -68,6 +68,15 @@ def test_sandbox_properties(host):
     assert props["ReadWritePaths"] == "/var/lib/sipedge"
 
 
+def test_control_socket_answers(host, main_pid):
+    """The sandbox leaves the router its runtime directory for the control socket."""
+    sock = host.file("/run/sipedge/sipedge.sock")
+    assert sock.is_socket
+    assert (sock.user, sock.group) == ("sipedge", "sipedge")
+    stats = json.loads(host.check_output("%s ctl --config %s stats", SIPEDGE, CONFIG))
+    assert stats["pid"] == main_pid
+
+
 # --- files ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, kind, user, group, mode", [
@@ -130,11 +139,13 @@ def test_every_router_setting_has_a_role_variable(host):
     result = json.loads(host.check_output("%s/bin/python -c %s", VENV, _CONFIG_CHECK % (CONFIG, CONFIG)))
     rendered = set(result["keys"])
     assert {k.split(".")[0] for k in rendered} == set(result["sections"])
-    # Config field -> section.key (the database and log fields carry a prefix).
-    aliases = {"db_path": "database.path", "db_poll_interval": "database.poll_interval",
-               "log_level": "log.level"}
-    by_key = {k.split(".")[1]: k for k in rendered}
-    missing = [f for f in result["fields"] if aliases.get(f, by_key.get(f)) not in rendered]
+    # Config field -> section.key: "key", "<section>_key" (log_level, control_socket) or,
+    # for [database], "db_key".
+    def names(entry):
+        section, key = entry.split(".")
+        return {key, "%s_%s" % (section, key)} | ({"db_" + key} if section == "database" else set())
+    covered = set().union(*(names(k) for k in rendered))
+    missing = [f for f in result["fields"] if f not in covered]
     assert not missing, "router settings missing from the role's template: %s" % missing
 
 
@@ -169,6 +180,38 @@ def test_db_tables(host):
         assert set(columns) <= set(info["tables"][table]), table
     assert "uq_dispatcher_setid_destination" in info["indexes"]
     assert info["journal_mode"] == "wal"
+
+
+_SEED_DB = r"""
+import sqlite3, sys
+from sipedge import schema
+conn = sqlite3.connect(sys.argv[1])
+for ddl in schema.TABLES.values():  # the seed's tables, without our indexes, user_version 0
+    conn.execute(ddl)
+conn.execute("INSERT INTO sip_domains VALUES ('seed.molecule.test', 7, 1, 'kept')")
+conn.execute("INSERT INTO dispatcher (setid, destination) VALUES (7, 'sip:127.0.0.7:5070')")
+conn.commit()
+"""
+
+
+def test_db_init_reports_what_the_role_parses(host):
+    """The role's changed_when looks for 'created' / 'migrated'; a seed DB keeps its rows."""
+    path = "/var/lib/sipedge/molecule-seed.db"
+    run = "runuser -u sipedge -- %s db init --db %s"
+    try:
+        host.run("rm -f %s %s-wal %s-shm", path, path, path)
+        host.check_output("runuser -u sipedge -- %s/bin/python -c %s %s", VENV, _SEED_DB, path)
+        assert host.check_output(run, SIPEDGE, path) == "migrated 0 -> %d" % _source_schema_version()
+        assert host.check_output(run, SIPEDGE, path) == "up to date"
+        rows = host.check_output("%s/bin/python -c %s %s", VENV,
+                                 "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+                                 "'SELECT COUNT(*) FROM sip_domains JOIN dispatcher ON setid = dispatcher_setid')"
+                                 ".fetchone()[0])", path)
+        assert rows == "1"
+        host.run("rm -f %s %s-wal %s-shm", path, path, path)
+        assert host.check_output(run, SIPEDGE, path) == "created"
+    finally:
+        host.run("rm -f %s %s-wal %s-shm", path, path, path)
 
 
 # --- SIP through the edge ----------------------------------------------------------------

@@ -47,8 +47,8 @@ def test_template_uses_every_config_variable():
     with open(os.path.join(ROLE, "templates", "sipedge.toml.j2"), encoding="utf-8") as handle:
         template = handle.read()
     config_vars = [n for n in _load("defaults", "main.yml")
-                   if re.match(r"sip_edge_router_(sip|timers|dispatcher|database|log)_", n)]
+                   if re.match(r"sip_edge_router_(sip|timers|dispatcher|database|log|control)_", n)]
     assert config_vars
     for name in config_vars:
-        section, key = re.match(r"sip_edge_router_(sip|timers|dispatcher|database|log)_(\w+)", name).groups()
+        section, key = re.match(r"sip_edge_router_(sip|timers|dispatcher|database|log|control)_(\w+)", name).groups()
         assert re.search(r"^%s = .*\b%s\b" % (key, name), template, re.M), name

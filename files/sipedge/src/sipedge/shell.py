@@ -27,22 +27,31 @@ SIOCGIFADDR = 0x8915
 
 
 def interface_ipv4():
-    """IPv4 address of every interface, the default route's first."""
+    """IPv4 address of every non-loopback interface, the default route's first.
+
+    Reads /proc/self/net/route and /sys/class/net and asks each interface with
+    an AF_INET ioctl: no netlink socket, so this works under systemd's
+    RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX and ProcSubset=pid."""
     try:
-        with open("/proc/net/route", encoding="ascii") as handle:
+        with open("/proc/self/net/route", encoding="ascii") as handle:
             rows = [line.split() for line in handle.read().splitlines()[1:]]
     except OSError:
         rows = []
-    default = [r[0] for r in rows if len(r) > 1 and r[1] == "00000000"]
-    names = default + [name for _i, name in socket.if_nameindex() if name not in default]
+    default = [row[0] for row in rows if len(row) > 1 and row[1] == "00000000"]
+    try:
+        others = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        others = []
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for name in names:
+        for name in default + [n for n in others if n not in default]:
             try:
                 packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
             except OSError:
-                continue
-            found.append(socket.inet_ntoa(packed[20:24]))
+                continue  # no IPv4 address on it
+            address = socket.inet_ntoa(packed[20:24])
+            if not address.startswith("127.") and address not in found:
+                found.append(address)
     return found
 
 
