@@ -141,6 +141,7 @@ def test_every_router_setting_has_a_role_variable(host):
     assert {k.split(".")[0] for k in rendered} == set(result["sections"])
     # Config field -> section.key: "key", "<section>_key" (log_level, control_socket) or,
     # for [database], "db_key".
+
     def names(entry):
         section, key = entry.split(".")
         return {key, "%s_%s" % (section, key)} | ({"db_" + key} if section == "database" else set())
@@ -244,7 +245,10 @@ def start_backend(host, name, ip, port=5070):
 
 
 def backend_result(host, name, timeout=10):
-    rc = wait_for(lambda: host.run("cat %s/%s.rc", WORK, name).stdout.strip(), timeout=timeout)
+    def exit_code():
+        return host.run("cat %s/%s.rc", WORK, name).stdout.strip()
+
+    rc = wait_for(exit_code, timeout=timeout)
     return int(rc) if rc else None
 
 
@@ -296,7 +300,7 @@ def test_call_through_the_edge_is_answered_by_the_backend(host, main_pid, tenant
 def test_unknown_domain_gets_nothing(host):
     knock = "Door-knock blocked: domain=unknown.molecule.test src=127.0.0.11"
     before = journal_count(host, knock)
-    rc, _, messages = place_call(host, "unknown.molecule.test", "127.0.0.11", timeout_ms=2000)
+    rc, _stdout, messages = place_call(host, "unknown.molecule.test", "127.0.0.11", timeout_ms=2000)
     print("\ncall to unknown.molecule.test: sipp rc=%s (no answer expected)" % rc)
     assert rc != 0
     assert "message received" not in messages.lower(), messages
