@@ -213,6 +213,7 @@ class MemSampler(threading.Thread):
         self.sid, self.interval = sid, interval
         self.peak_pss_kb = 0
         self.hwm_kb: dict[int, int] = {}
+        self.cpu_s: dict[int, float] = {}      # last seen utime+stime per process
         self.nprocs = 0
         self._halt = threading.Event()
 
@@ -222,6 +223,9 @@ class MemSampler(threading.Thread):
         self.peak_pss_kb = max(self.peak_pss_kb, sum(pss_kb(p) for p in pids))
         for p in pids:
             self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), status_kb(p, "VmHWM"))
+            c = cpu_seconds([p])
+            if c:
+                self.cpu_s[p] = c
 
     def run(self) -> None:
         while not self._halt.wait(self.interval):
@@ -481,6 +485,7 @@ class Result:
     max_hwm_mb: float = 0.0
     sum_hwm_mb: float = 0.0
     background_pct: float = 0.0   # host CPU busy before the router started
+    cpu_by_process: list = field(default_factory=list)   # (pid, CPU seconds), whole run
     error: str = ""
     profile: dict = field(default_factory=dict)
 
@@ -527,7 +532,7 @@ def measure_step(router_pid: int, uas_pids: list[int], edge, uacs, rate: int, du
     if st.fail_pct >= 1.0:
         st.note = ">=1% failed"
     elif not st.passed:
-        st.note = f"SIPp generated only {st.achieved_cps:.0f} cps"
+        st.note = f"calls created at only {st.achieved_cps:.0f} cps"
     return st
 
 
@@ -648,6 +653,7 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
         res.peak_pss_mb = sampler.peak_pss_kb / 1024
         res.max_hwm_mb = max(sampler.hwm_kb.values(), default=0) / 1024
         res.sum_hwm_mb = sum(sampler.hwm_kb.values()) / 1024
+        res.cpu_by_process = sorted(sampler.cpu_s.items(), key=lambda x: -x[1])
         router.stop()
     return res
 
@@ -668,6 +674,9 @@ def print_table(res: Result) -> None:
             f"{'ok' if s.passed else 'FAIL (' + s.note + ')'}")
     log(f"  processes: {res.nprocs}; peak memory: {res.peak_pss_mb:.1f} MB PSS (sum over "
         f"processes), VmHWM max {res.max_hwm_mb:.1f} MB / sum {res.sum_hwm_mb:.1f} MB")
+    if len(res.cpu_by_process) > 1:
+        log("  CPU seconds per process over the whole run: " + ", ".join(
+            f"{pid}: {sec:.1f}" for pid, sec in res.cpu_by_process))
     if res.profile:
         log(f"  py-spy profile ({res.profile['samples']} samples while on CPU), by self time:")
         for fn, pct in res.profile["self"][:20]:

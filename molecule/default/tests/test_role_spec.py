@@ -1,6 +1,6 @@
 """Controller-side checks of the router role's interface (no container needed).
 
-defaults/main.yml, meta/argument_specs.yml and docs/router-role.md list the same
+defaults/main.yml, meta/argument_specs.yml and README.md (role section) list the same
 variables, all named sip_edge_router_*, with the same defaults. (ansible-lint's
 var-naming[no-role-prefix] would want router_*, from the folder name; the collection
 prefixes role variables with sip_edge_<role>_, which this test enforces instead.)
@@ -38,7 +38,7 @@ def test_variables_are_prefixed():
 
 
 def test_readme_section_lists_every_variable():
-    with open(os.path.join(collection_root(), "docs", "router-role.md"), encoding="utf-8") as handle:
+    with open(os.path.join(collection_root(), "README.md"), encoding="utf-8") as handle:
         documented = set(re.findall(r"^\| `(sip_edge_router_\w+)` \|", handle.read(), re.M))
     assert documented == set(_load("defaults", "main.yml"))
 
