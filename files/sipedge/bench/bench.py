@@ -7,18 +7,19 @@ For each router (sipedge first, then Kamailio, in the same invocation):
   domain (``bench.invalid``, never resolved) mapped to a set of two backends;
 * start two SIPp UAS backends (``tests/e2e/scenarios/uas_answer.xml``, with
   ``-aa`` so that keep-alive OPTIONS are answered) on ``<net>.11`` / ``<net>.12``;
-* run a short warm-up, then a SIPp UAC (``tests/e2e/scenarios/uac_call.xml``:
-  INVITE, 100/180/200, ACK and BYE through the proxy following Record-Route)
-  at rising call rates, each step bounded by ``-m rate*duration`` and
-  ``-timeout``;
+* run a short warm-up, then SIPp UACs (``tests/e2e/scenarios/uac_call.xml``:
+  INVITE, 100/180/200, ACK and BYE through the proxy following Record-Route;
+  ``--uacs`` of them, default 4, on ``<net>.21`` and up, sharing the rate) at
+  rising call rates, each step bounded by ``-m rate*duration`` and ``-timeout``;
 * read SIPp's final statistics (``-trace_stat`` CSV) and count every call that
   was created but did not end successfully as failed;
 * measure the router's CPU time (utime+stime of every process in its session,
   from /proc, before and after each step) and its memory (VmHWM of each
   process, and the peak of the summed PSS sampled every 0.25 s);
-* stop at the first step with >= 1 % failed calls (or when SIPp could not even
-  generate 95 % of the asked rate), then try one step half-way between the
-  last good rate and the failed one.
+* stop at the first step with >= 1 % failed calls (or whose calls could not be
+  created at 95 % of the asked rate: the tester short of CPU, or SIPp's limit
+  of open calls reached because the router answers too slowly), then try one
+  step half-way between the last good rate and the failed one.
 
 The highest good rate of each router is reported, and the last line is::
 
@@ -212,6 +213,7 @@ class MemSampler(threading.Thread):
         super().__init__(daemon=True)
         self.sid, self.interval = sid, interval
         self.peak_pss_kb = 0
+        self.last_pss_kb = 0
         self.hwm_kb: dict[int, int] = {}
         self.cpu_s: dict[int, float] = {}      # last seen utime+stime per process
         self.nprocs = 0
@@ -220,7 +222,8 @@ class MemSampler(threading.Thread):
     def sample(self) -> None:
         pids = session_pids(self.sid)
         self.nprocs = max(self.nprocs, len(pids))
-        self.peak_pss_kb = max(self.peak_pss_kb, sum(pss_kb(p) for p in pids))
+        self.last_pss_kb = sum(pss_kb(p) for p in pids)
+        self.peak_pss_kb = max(self.peak_pss_kb, self.last_pss_kb)
         for p in pids:
             self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), status_kb(p, "VmHWM"))
             c = cpu_seconds([p])
@@ -284,6 +287,7 @@ class Step:
     uac_pct: float = 0.0      # SIPp UAC CPU, % of one core
     uas_pct: float = 0.0      # both SIPp UAS, % of one core
     other_pct: float = 0.0    # everything else on the machine, % of one core
+    mem_mb: float = 0.0       # router's summed PSS at the end of the step
     passed: bool = False
     note: str = ""
 
@@ -607,8 +611,8 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
             return res
         log(f"  warm-up ok ({warm.ok} calls, {warm.cpu_us_per_call:.0f} us CPU/call)")
         log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'fail%':>6} {'got cps':>8} "
-            f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8} {'uac%':>5} {'uas%':>5} "
-            f"{'other%':>6}")
+            f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8} {'MB':>5} {'uac%':>5} "
+            f"{'uas%':>5} {'other%':>6}")
         good = 0
         refined = not refine
         todo = list(rates)
@@ -629,10 +633,12 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
                     pass
                 PROCS.stop(prof)
                 res.profile = summarize_profile(workdir / f"py-spy-{rate}.txt")
+            sampler.sample()
+            st.mem_mb = sampler.last_pss_kb / 1024
             res.steps.append(st)
             log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.fail_pct:>6.2f} "
                 f"{st.achieved_cps:>8.1f} {st.retrans:>6} {st.rtt_ms:>7.1f} {st.cpu_pct:>6.1f} "
-                f"{st.cpu_us_per_call:>8.0f} {st.uac_pct:>5.0f} {st.uas_pct:>5.0f} "
+                f"{st.cpu_us_per_call:>8.0f} {st.mem_mb:>5.0f} {st.uac_pct:>5.0f} {st.uas_pct:>5.0f} "
                 f"{st.other_pct:>6.0f}  {'ok' if st.passed else 'FAIL ' + st.note}")
             if router.dead():
                 res.error = "router exited during the ramp"
@@ -666,10 +672,11 @@ def print_table(res: Result) -> None:
         log(f"  error: {res.error}")
     log(f"  host CPU busy before the run (other work): {res.background_pct:.0f}%")
     log(f"  {'rate':>6} {'calls':>7} {'failed':>7} {'fail%':>6} {'got cps':>8} {'rtt ms':>7} "
-        f"{'CPU %':>6} {'us CPU/call':>11} {'uac%':>5} {'uas%':>5} {'other%':>6}  result")
+        f"{'CPU %':>6} {'us CPU/call':>11} {'MB':>5} {'uac%':>5} {'uas%':>5} {'other%':>6}  result")
     for s in res.steps:
         log(f"  {s.rate:>6} {s.calls:>7} {s.failed:>7} {s.fail_pct:>6.2f} {s.achieved_cps:>8.1f} "
-            f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f} {s.uac_pct:>5.0f} "
+            f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f} {s.mem_mb:>5.0f} "
+            f"{s.uac_pct:>5.0f} "
             f"{s.uas_pct:>5.0f} {s.other_pct:>6.0f}  "
             f"{'ok' if s.passed else 'FAIL (' + s.note + ')'}")
     log(f"  processes: {res.nprocs}; peak memory: {res.peak_pss_mb:.1f} MB PSS (sum over "
@@ -693,8 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)),
                     help="call rates of the ramp, calls/s")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per step (default 10)")
-    ap.add_argument("--budget", type=float, default=330.0,
-                    help="whole-run time budget in seconds (default 330)")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="time budget of the ramps in seconds (default 300)")
     ap.add_argument("--net", default=os.environ.get("SIPEDGE_BENCH_NET", "127.0.88"),
                     help="first three octets of the loopback addresses used (default 127.0.88)")
     ap.add_argument("--sipedge", default=os.environ.get("SIPEDGE_CMD"),
@@ -703,11 +710,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="[log] level for sipedge (default: the router's default)")
     ap.add_argument("--sipedge-workers", type=int, default=None,
                     help="[sip] workers for sipedge (default: the router's default)")
-    ap.add_argument("--uacs", type=int, default=1,
-                    help="SIPp UACs sharing each step's rate, on <net>.21, .22, ... (default 1)")
-    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                    help="before each router, wait up to SECONDS for the machine to be idle "
-                         "(< 15%% busy); the time is not taken from --budget")
+    ap.add_argument("--uacs", type=int, default=4,
+                    help="SIPp UACs sharing each step's rate, on <net>.21, .22, ... (default 4: "
+                         "traffic from several sources, as an edge sees it; one SIPp process "
+                         "alone becomes the bottleneck near 3,000 calls/s)")
+    ap.add_argument("--wait-idle", type=float, default=30.0, metavar="SECONDS",
+                    help="before each router, wait up to SECONDS (default 30) for the machine to be "
+                         "idle (< 15%% busy); the time is not taken from --budget")
     ap.add_argument("--kamailio-shm-mb", type=int, default=1024)
     ap.add_argument("--no-refine", action="store_true", help="no half-way step after a failure")
     ap.add_argument("--profile", type=int, default=None, metavar="RATE",
@@ -746,8 +755,12 @@ def main(argv: list[str] | None = None) -> int:
             wd.mkdir(parents=True)
             if a.wait_idle > 0:
                 t_w = time.monotonic()
-                while time.monotonic() - t_w < a.wait_idle and host_busy_pct(2.0) > 15:
-                    pass
+                busy = host_busy_pct(1.0)
+                if busy > 15:
+                    log(f"bench: the machine is {busy:.0f}% busy; waiting up to "
+                        f"{a.wait_idle:g} s for it to be idle (--wait-idle)")
+                while busy > 15 and time.monotonic() - t_w < a.wait_idle:
+                    busy = host_busy_pct(2.0)
                 deadline += time.monotonic() - t_w     # waiting is not benchmarking time
             uas = [start_uas(f"uas{i + 1}", ip, port, wd) for i, (ip, port) in enumerate(backends)]
             try:

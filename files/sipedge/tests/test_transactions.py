@@ -220,3 +220,16 @@ def test_unanswered_invite_leaves_no_state(edge):
 def test_parse_of_what_we_send_round_trips(edge):
     fwd = start_invite(edge)
     assert parse(fwd.serialize()).serialize() == fwd.serialize()
+
+
+def test_cancel_after_2xx_is_answered_and_not_forwarded(edge):
+    fwd = start_invite(edge)
+    edge.recv(response(fwd.serialize(), 200), src=B1)
+    sent = edge.recv(request(b"CANCEL", cseq=b"1 CANCEL"))
+    assert [(a, m.status, m.reason) for a, m in sent] == [(CLIENT, 200, b"ok -- no more pending branches")]
+
+
+def test_late_negative_reply_after_2xx_is_absorbed(edge):
+    fwd = start_invite(edge)
+    edge.recv(response(fwd.serialize(), 200), src=B1)
+    assert edge.recv(response(fwd.serialize(), 486, b"Busy Here"), src=B1) == []

@@ -28,14 +28,14 @@ def stamp_via(msg, src_ip, src_port):
     the Via already carries received/rport; rport filled when asked for.
     Returns the address replies go to."""
     via = msg.top_via
-    has_rport = via.param(b"rport") is not None
+    names = [key for key, _value in via.params]
+    has_rport = b"rport" in names
     host = via.host[1:-1] if via.host.startswith(b"[") else via.host
-    if host != src_ip or has_rport or via.param(b"received") is not None:
+    if host != src_ip or has_rport or b"received" in names:
         params = [(k, v) for k, v in via.params if k != b"received"]
         if has_rport:
             params = [(k, b"%d" % src_port if k == b"rport" else v) for k, v in params]
-        existing = [key for key, _value in via.params]
-        at = existing.index(b"received") if b"received" in existing else 0
+        at = names.index(b"received") if b"received" in names else 0
         params.insert(at, (b"received", src_ip))
         sent_by = via.host if via.port is None else b"%s:%d" % (via.host, via.port)
         text = b"SIP/2.0/" + via.transport + b" " + sent_by + b"".join(
@@ -48,8 +48,7 @@ def stamp_via(msg, src_ip, src_port):
 def local_tag(msg):
     """A To-tag for a local reply: stable for retransmissions of one request."""
     via = msg.top_via
-    key = (via.branch or b"") + (msg.call_id_b or b"") if via else msg.raw[:200]
-    return _TAG_PREFIX + b"." + b"%08x" % zlib.crc32(key)
+    return _TAG_PREFIX + b"." + b"%08x" % zlib.crc32((via.branch or b"") + (msg.call_id_b or b""))
 
 
 def reply(msg, code, reason, to_tag=None, record_route=()):

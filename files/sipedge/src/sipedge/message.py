@@ -193,34 +193,36 @@ def parse_name_addr(value):
 
 
 class Via:
-    """The first value of a Via header; parameters are split only when asked."""
+    """The first value of a Via header; parameters are split once, when asked."""
 
-    __slots__ = ("transport", "host", "port", "params_raw", "raw")
+    __slots__ = ("transport", "host", "port", "params_raw", "_params")
 
     def __init__(self, raw):
         match = _VIA_RE.match(raw)
         if match is None:
             raise ParseError("bad Via")
-        self.raw = raw
         self.transport = match.group(1).upper()
         self.host = match.group(2)
         self.port = int(match.group(3)) if match.group(3) else None
         self.params_raw = match.group(4)
+        self._params = None
 
     @property
     def params(self):
         """[(lower-case name, value or None)] in order."""
-        out = []
-        for item in self.params_raw.split(b";")[1:]:
-            key, eq, val = item.partition(b"=")
-            out.append((key.strip().lower(), val.strip() if eq else None))
-        return out
+        if self._params is None:
+            out = []
+            for item in self.params_raw.split(b";")[1:]:
+                key, eq, val = item.partition(b"=")
+                out.append((key.strip().lower(), val.strip() if eq else None))
+            self._params = out
+        return self._params
 
     def param(self, name):
-        for item in self.params_raw.split(b";")[1:]:
-            key, eq, val = item.partition(b"=")
-            if key.strip().lower() == name:
-                return val.strip() if eq else b""
+        """A parameter's value (b'' for a flag), or None."""
+        for key, val in self.params:
+            if key == name:
+                return b"" if val is None else val
         return None
 
     @property
@@ -254,11 +256,10 @@ def _check_body(name, value, cache):
 class Message:
     """One SIP request or response.  Attributes are bytes unless noted."""
 
-    __slots__ = ("raw", "is_request", "method", "ruri", "version", "status", "reason",
+    __slots__ = ("is_request", "method", "ruri", "version", "status", "reason",
                  "names", "lines", "body", "has_eoh", "bad_header", "_cache")
 
     def __init__(self, data):
-        self.raw = data
         self._cache = {}
         end = data.find(b"\r\n\r\n")
         if end < 0:

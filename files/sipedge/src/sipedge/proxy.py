@@ -135,7 +135,7 @@ class Proxy:
         host, port, record_route = outcome[1:]
         if msg.method == CANCEL:
             invite = self.txns.server.get(key[:-1] + (b"INVITE",))
-            if invite is not None and invite.request is not None:
+            if invite is not None:
                 self.txns.cancel(invite, msg, key, reply_addr, now)
                 return
         if record_route:

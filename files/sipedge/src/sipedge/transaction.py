@@ -70,7 +70,7 @@ class TransactionLayer:
         self.server = {}
         self.client = {}
         self._prefix = b"z9hG4bKse" + os.urandom(4).hex().encode() + b"."
-        self._via_prefix = build.via_line(local, b"")
+        self._via_prefix = b"\r\n" + build.via_line(local, b"")
         self._counter = 0
 
     def new_branch(self):
@@ -194,11 +194,14 @@ class TransactionLayer:
         response to one of our proxied requests, else (None, None)."""
         if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit():
             return None, None
-        start = data.find(b"\r\n") + 2
-        if not data.startswith(self._via_prefix, start):
+        start = data.find(self._via_prefix) + 2
+        if start < 2:
             return None, None
+        above = data[:start].lower()
+        if b"\r\nvia" in above or b"\r\nv:" in above or b"\r\nv " in above:
+            return None, None  # our Via is not the top one
         end = data.find(b"\r\n", start)
-        txn = self.client.get(data[start + len(self._via_prefix):end])
+        txn = self.client.get(data[start + len(self._via_prefix) - 2:end])
         if txn is None or txn.__class__ is not Txn:
             return None, None
         cseq = data.find(b"\r\nCSeq:", end)
@@ -214,7 +217,7 @@ class TransactionLayer:
         if status < 200:
             self._provisional(txn, status, upstream, now)
             return
-        if txn.method == INVITE and status >= 300:
+        if txn.method == INVITE and status >= 300 and txn.request is not None:
             self.send(build.hop_request(txn.request, ACK, self.local, txn.branch, to_line), txn.dest)
         if txn.final:
             if status < 300 and txn.final < 300:  # 2xx retransmissions go up end to end
@@ -223,6 +226,8 @@ class TransactionLayer:
         txn.final = status
         txn.last_reply = upstream
         self.send(upstream, txn.reply_addr)
+        if txn.method != INVITE or status < 300:
+            txn.request = None  # no ACK or CANCEL will be built from it any more
         self._complete(txn, now)
 
     def _provisional(self, txn, status, upstream, now):
