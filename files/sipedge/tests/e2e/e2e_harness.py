@@ -166,7 +166,7 @@ def split_commas(value: str) -> list[str]:
 def via_sent_by(via: str) -> tuple[str, int]:
     """('host', port) of a Via value 'SIP/2.0/UDP host[:port];params'."""
     sent_by = via.split(None, 1)[1].split(";", 1)[0].strip()
-    host, _, port = sent_by.rpartition(":") if sent_by.count(":") == 1 else (sent_by, "", "")
+    host, _sep, port = sent_by.rpartition(":") if sent_by.count(":") == 1 else (sent_by, "", "")
     return (host or sent_by), int(port) if port else 5060
 
 
@@ -245,9 +245,12 @@ class Backend:
     def stop(self) -> None:
         stop_process(self.proc)
 
-    def received(self, call_id_prefix: str) -> list[Msg]:
-        return [m for m in read_trace(self.trace)
-                if m.direction == "recv" and m.call_id.startswith(call_id_prefix)]
+    def received(self, tag_or_call_id: str) -> list[Msg]:
+        """Requests and responses this backend received for one Call-ID, or for every
+        Call-ID of a UAC run with that tag (``<tag>-<n>-<pid>@<ip>``)."""
+        prefix = tag_or_call_id + "-"
+        return [m for m in read_trace(self.trace) if m.direction == "recv"
+                and (m.call_id == tag_or_call_id or m.call_id.startswith(prefix))]
 
 
 @dataclass
@@ -282,7 +285,7 @@ def run_uac(workdir: Path, scenario: str, edge: tuple[str, int], *, domain: str,
            "-trace_msg", "-message_file", str(trace),
            "-trace_stat", "-stf", str(stf), "-fd", "1",
            "-trace_err", "-error_file", str(err)]
-    r = subprocess.run(cmd, cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True,
+    r = subprocess.run(cmd, cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True, check=False,
                        text=True, errors="replace", timeout=timeout + 15)
     rows = []
     if stf.exists():
@@ -393,6 +396,7 @@ class Router:
             return self
         cmd = sipedge_cmd()
         r = subprocess.run([*cmd, "db", "init", "--db", str(self.db)], capture_output=True,
+                           check=False,
                            text=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError(f"sipedge db init failed ({r.returncode}): {r.stderr or r.stdout}")

@@ -119,7 +119,7 @@ def test_cancel_of_ringing_call_ends_with_487_at_the_caller(alive_router, backen
     assert run.ok == n, run.describe()
     finals = Counter((m.call_id, m.status, m.cseq_method) for m in run.messages
                      if m.direction == "recv" and not m.is_request and m.status >= 200)
-    for call_id in {c for c, _, _ in finals}:
+    for call_id in {c for c, _status, _method in finals}:
         assert finals[(call_id, 487, "INVITE")] >= 1, finals
         assert finals[(call_id, 200, "CANCEL")] >= 1, finals
         assert not any(s == 200 and meth == "INVITE" for c, s, meth in finals if c == call_id)
@@ -163,7 +163,7 @@ def test_unknown_or_disabled_domain_gets_no_byte_back(alive_router, backends):
         s.settimeout(1.5)          # > the edge's 100 Trying / reply latency by far
         got = b""
         try:
-            got, _ = s.recvfrom(65535)
+            got, _src = s.recvfrom(65535)
         except socket.timeout:
             pass
         assert got == b"", f"the edge answered a door-knocker:\n{got.decode(errors='replace')}"
@@ -190,7 +190,7 @@ def _probe_until_answered(router, domain: str, limit: float) -> tuple[float, byt
             end = time.monotonic() + 0.05
             while time.monotonic() < end:
                 try:
-                    data, _ = s.recvfrom(65535)
+                    data, _src = s.recvfrom(65535)
                     return time.monotonic() - t0, data
                 except BlockingIOError:
                     time.sleep(0.005)
