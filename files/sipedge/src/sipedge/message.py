@@ -11,6 +11,7 @@ whose body does not parse, so the route can decide as Kamailio does what such a
 message deserves (drop, 483 or 400) depending on where the bad header sits.
 """
 
+import functools
 import re
 
 CRLF = b"\r\n"
@@ -112,8 +113,11 @@ class Uri:
         return self.host + b":" + self.port if self.port else self.host
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_uri(raw):
     """Parse a URI the way Kamailio's parse_uri accepts it; None when invalid.
+    Cached: the same From, To and R-URI values come back call after call, and
+    the Uri objects are never modified.
 
     sip/sips URIs are parsed fully; the user part ends at the first '@' (an
     '@' inside it must be escaped) and may hold ';', '?' and ','.  tel: and

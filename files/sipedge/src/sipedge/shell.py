@@ -9,6 +9,7 @@ blocks the event loop; a failed read keeps the last good routing table.
 
 import asyncio
 import fcntl
+import gc
 import ipaddress
 import json
 import logging
@@ -326,6 +327,11 @@ class Edge:
         log.info("sipedge listening on %s, advertising %s; %d domains, %d destinations",
                  ", ".join(str(listen) for listen, _sock in self.socks), local.decode(),
                  len(data.domains), len(data.destinations))
+        # The core makes no reference cycles on its hot path (timers and
+        # transactions unlink each other when done), so the cyclic GC only
+        # costs time: collect rarely, and never walk the start-up objects.
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
         self.proxy.start(self.loop.time())
         self._schedule()
         poller = asyncio.ensure_future(self._poll_db())

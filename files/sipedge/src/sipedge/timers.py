@@ -23,7 +23,8 @@ class Timers:
             entry[2] = entry[3] = None
             self._dead += 1
             if self._dead > 1024 and self._dead * 2 > len(self._heap):
-                self._heap = [e for e in self._heap if e[2] is not None]
+                # In place: run() may be iterating over this very list.
+                self._heap[:] = [e for e in self._heap if e[2] is not None]
                 heapq.heapify(self._heap)
                 self._dead = 0
 
