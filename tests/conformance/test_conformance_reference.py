@@ -49,3 +49,20 @@ def test_prepare_db_adds_the_version_row(tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT table_version FROM version WHERE table_name='dispatcher'"
                            ).fetchone() == (4,)
+
+
+def test_seed_schema_agrees_with_sipedge_schema(tmp_path):
+    """Two places hold the routing tables (the reference's seed DDL and
+    sipedge.schema): column for column, they must be the same."""
+    from sipedge.schema import ensure_schema  # pylint: disable=import-outside-toplevel
+
+    def columns(path):
+        with sqlite3.connect(str(path)) as con:
+            return {table: con.execute(f"PRAGMA table_info({table})").fetchall()
+                    for table in ("sip_domains", "dispatcher")}
+
+    seed, ours = tmp_path / "seed.db", tmp_path / "ours.db"
+    with sqlite3.connect(str(seed)) as con:
+        con.executescript(ref.SEED_SCHEMA_SQL)
+    ensure_schema(str(ours))
+    assert columns(seed) == columns(ours)

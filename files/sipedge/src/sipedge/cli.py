@@ -1,7 +1,6 @@
 """The `sipedge` command: run, check-config, db init, db version, ctl."""
 
 import argparse
-import asyncio
 import glob
 import json
 import logging
@@ -39,7 +38,7 @@ def cmd_run(args):
         if cfg.workers > 1:
             RoutingStore(cfg.db_path).open()  # fail once, clearly, before forking
             return run_workers(cfg)
-        asyncio.run(Edge(cfg).serve())
+        Edge(cfg).serve()
     except StoreError as exc:
         logging.getLogger("sipedge").error("cannot start: %s", exc)
         return 1

@@ -92,6 +92,15 @@ def split_commas(value):
     return parts
 
 
+def _param(params, name):
+    """Value of `name` in ';a=1;b' style parameters (b'' for a flag), or None."""
+    for item in params.split(b";")[1:]:
+        key, _sep, val = item.partition(b"=")
+        if key.strip().lower() == name:
+            return val.strip()
+    return None
+
+
 class Uri:
     """A parsed sip:/sips: URI (other schemes keep only `scheme` and `raw`)."""
 
@@ -102,11 +111,7 @@ class Uri:
 
     def param(self, name):
         """Value of a URI parameter (b'' for a flag), or None."""
-        for item in self.params.split(b";")[1:]:
-            key, _sep, val = item.partition(b"=")
-            if key.strip().lower() == name:
-                return val.strip()
-        return None
+        return _param(self.params, name)
 
     @property
     def hostport(self):
@@ -155,11 +160,8 @@ class NameAddr:
         self.uri, self.params = uri, params
 
     def param(self, name):
-        for item in self.params.split(b";")[1:]:
-            key, _sep, val = item.partition(b"=")
-            if key.strip().lower() == name:
-                return val.strip()
-        return None
+        """Value of a header parameter (b'' for a flag), or None."""
+        return _param(self.params, name)
 
 
 def parse_name_addr(value):

@@ -20,7 +20,7 @@ _REQUIRED = (b"from", b"to", b"call-id", b"cseq")
 
 
 class Proxy:
-    """The edge router's core, shared by the asyncio shell and the tests."""
+    """The edge router's core, shared by the shell (shell.py) and the tests."""
 
     def __init__(self, config, send, local, myself, rng=None, via_local=None):
         """`local` is the host[:port] (bytes) for our Record-Route and, unless
