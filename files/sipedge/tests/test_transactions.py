@@ -233,3 +233,16 @@ def test_late_negative_reply_after_2xx_is_absorbed(edge):
     fwd = start_invite(edge)
     edge.recv(response(fwd.serialize(), 200), src=B1)
     assert edge.recv(response(fwd.serialize(), 486, b"Busy Here"), src=B1) == []
+
+
+def test_response_with_comma_joined_vias_is_relayed(edge):
+    """SIPp and others echo the Vias as one line: `Via: ours, theirs`."""
+    fwd = start_invite(edge)
+    vias = fwd.values(b"via")
+    data = response(fwd.serialize(), 180, b"Ringing").replace(
+        b"Via: %s\r\nVia: %s\r\n" % (vias[0], vias[1]), b"Via: %s, %s\r\n" % (vias[0], vias[1]))
+    assert b", SIP/2.0/UDP 127.0.0.2:5062" in data
+    assert edge.proxy.txns._match_fast(data)[0] is not None  # the byte-slicing path takes it
+    (addr, up), = edge.recv(data, src=B1)
+    assert addr == CLIENT and up.status == 180
+    assert up.values(b"via") == [vias[1]]

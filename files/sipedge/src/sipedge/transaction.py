@@ -191,7 +191,8 @@ class TransactionLayer:
 
     def _match_fast(self, data):
         """(transaction, bytes to relay upstream) when `data` is a plain
-        response to one of our proxied requests, else (None, None)."""
+        response to one of our proxied requests, else (None, None).  Our Via
+        may stand alone on its line or be the first of several values."""
         if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit():
             return None, None
         start = data.find(self._via_prefix) + 2
@@ -201,7 +202,9 @@ class TransactionLayer:
         if b"\r\nvia" in above or b"\r\nv:" in above or b"\r\nv " in above:
             return None, None  # our Via is not the top one
         end = data.find(b"\r\n", start)
-        txn = self.client.get(data[start + len(self._via_prefix) - 2:end])
+        branch_at = start + len(self._via_prefix) - 2
+        comma = data.find(b",", branch_at, end)
+        txn = self.client.get(data[branch_at:end if comma < 0 else comma].rstrip())
         if txn is None or txn.__class__ is not Txn:
             return None, None
         cseq = data.find(b"\r\nCSeq:", end)
@@ -210,7 +213,9 @@ class TransactionLayer:
         status = int(data[8:11])
         if status == 503 or (status >= 300 and txn.method == INVITE):
             return None, None  # rewritten, or needs the To line for our ACK
-        return txn, data[:start] + data[end + 2:]
+        if comma < 0:
+            return txn, data[:start] + data[end + 2:]
+        return txn, data[:start] + b"Via: " + data[comma + 1:].lstrip(b" \t")
 
     def _relay(self, txn, status, upstream, to_line, now):
         """A response for `txn` from downstream; `upstream` is it without our Via."""
