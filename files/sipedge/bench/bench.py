@@ -723,8 +723,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="command that runs sipedge (default: sipedge beside this Python)")
     ap.add_argument("--sipedge-log-level", default=None,
                     help="[log] level for sipedge (default: the router's default)")
-    ap.add_argument("--sipedge-workers", type=int, default=None,
-                    help="[sip] workers for sipedge (default: the router's default)")
+    ap.add_argument("--sipedge-workers", type=int, default=os.cpu_count() or 1,
+                    help="[sip] workers for sipedge (default: one per CPU, the setting "
+                         "docs/router.md recommends for throughput; the router's own default is 1)")
     ap.add_argument("--uacs", type=int, default=4,
                     help="SIPp UACs sharing each step's rate, on <net>.21, .22, ... (default 4: "
                          "traffic from several sources, as an edge sees it; one SIPp process "
