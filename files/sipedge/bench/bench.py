@@ -632,11 +632,11 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
         todo = list(rates)
         while todo:
             rate = todo.pop(0)
-            if time.monotonic() + duration + 12 + (20 if res.steps and not res.steps[-1].passed
-                                                  else 0) > deadline:
+            after_failure = bool(res.steps) and not res.steps[-1].passed
+            if time.monotonic() + duration + 12 + (20 if after_failure else 0) > deadline:
                 log(f"  (time budget spent: stopping before {rate} cps)")
                 break
-            settle(pid, 20.0 if res.steps and not res.steps[-1].passed else 3.0)
+            settle(pid, 20.0 if after_failure else 3.0)
             prof = None
             if profile_rate and rate == profile_rate and router.name == "sipedge":
                 prof = py_spy_start(pid, workdir / f"py-spy-{rate}.txt", int(duration))
