@@ -58,18 +58,11 @@ def cmd_check_config(args):
     return 0
 
 
-def cmd_db_init(args):
+def cmd_db(args):
+    """`db init` creates or migrates the schema; `db version` reads it."""
+    action = schema.ensure_schema if args.db_command == "init" else schema.read_version
     try:
-        print(schema.ensure_schema(args.db))
-    except (schema.SchemaError, StoreError) as exc:
-        print("%s: %s" % (args.db, exc), file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_db_version(args):
-    try:
-        print(schema.read_version(args.db))
+        print(action(args.db))
     except (schema.SchemaError, StoreError) as exc:
         print("%s: %s" % (args.db, exc), file=sys.stderr)
         return 1
@@ -118,10 +111,10 @@ def parser():
     dbsub = db.add_subparsers(dest="db_command", required=True)
     init = dbsub.add_parser("init", help="create or migrate the routing DB")
     init.add_argument("--db", required=True)
-    init.set_defaults(func=cmd_db_init)
+    init.set_defaults(func=cmd_db)
     version = dbsub.add_parser("version", help="print the schema version")
     version.add_argument("--db", required=True)
-    version.set_defaults(func=cmd_db_version)
+    version.set_defaults(func=cmd_db)
     ctl = sub.add_parser("ctl", help="ask the running router (JSON answer)")
     where = ctl.add_mutually_exclusive_group()
     where.add_argument("--config", default="/etc/sipedge/sipedge.toml", help="read the socket path from this config")
