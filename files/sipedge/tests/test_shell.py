@@ -211,3 +211,45 @@ def test_ctl_reports_transactions_and_destinations(running, capsys):
     sets = json.loads(capsys.readouterr().out)
     assert [(s["setid"], [d["state"] for d in s["destinations"]]) for s in sets] == [(10, ["AX"]), (20, ["AX"])]
     assert cli.main(["ctl", "--socket", str(edge.control) + ".none", "stats"]) == 1
+
+
+def test_workers_share_the_port_and_stop_together(tmp_path, capsys):
+    from sipedge import cli  # pylint: disable=import-outside-toplevel
+    backend = udp(BACKEND_IP)
+    db = str(tmp_path / "routing.db")
+    ensure_schema(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant1.test', 10)")
+        conn.execute("INSERT INTO dispatcher(setid, destination) VALUES (10, 'sip:%s:%d')" % (BACKEND_IP, backend.getsockname()[1]))
+    probe = udp(EDGE_IP)
+    port = probe.getsockname()[1]
+    probe.close()
+    control = str(tmp_path / "ctl.sock")
+    cfg = tmp_path / "sipedge.toml"
+    cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\nworkers = 2\n[dispatcher]\nping_interval = 0\n'
+                   '[database]\npath = "%s"\n[control]\nsocket = "%s"\n' % (EDGE_IP, port, db, control))
+    log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)], stderr=log)  # pylint: disable=consider-using-with
+    clients = [udp(CLIENT_IP) for _i in range(4)]
+    try:
+        end = time.monotonic() + 5.0
+        while len([p for p in os.listdir(tmp_path) if p.startswith("ctl.sock.")]) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        for n, client in enumerate(clients):  # four sources: the kernel spreads them over the workers
+            client.sendto(options(client, n=100 + n), (EDGE_IP, port))
+            got = receive(backend, 2.0)
+            assert got is not None
+            via = parse(got).top_via
+            assert via.host == EDGE_IP.encode() and via.port != port  # a worker's own port, for the responses
+        assert cli.main(["ctl", "--socket", control, "stats"]) == 0
+        workers = json.loads(capsys.readouterr().out)
+        assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
+        assert sum(w["server_transactions"] for w in workers) == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        log.close()
+        for sock in clients + [backend]:
+            sock.close()
+    assert proc.returncode == 0
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("ctl.sock")]  # the workers cleaned up
