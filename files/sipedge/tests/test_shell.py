@@ -1,4 +1,4 @@
-"""The asyncio shell with real sockets on loopback: a running `sipedge run`
+"""The shell with real sockets on loopback: a running `sipedge run`
 process, plain UDP sockets as client and backend (SIPp runs in tests/e2e)."""
 
 import json
