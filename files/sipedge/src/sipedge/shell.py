@@ -125,6 +125,9 @@ def _udp_socket(v6, reuseport):
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     if reuseport:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # Bursts queue instead of being dropped: with the 208 KB default the kernel
+    # dropped enough at 4000 calls/s in `make bench` to fail 1.5% of the calls.
+    # (Capped by net.core.rmem_max.)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     return sock
 
