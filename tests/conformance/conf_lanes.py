@@ -134,6 +134,9 @@ path = "{db}"
 
 [log]
 level = "info"
+
+[control]
+socket = "{control}"
 """
 
 
@@ -189,7 +192,9 @@ class Setup:
         port = free_port(SUB["router"])
         cfg = self.workdir / "sipedge.toml"
         alg8 = ", ".join(f'"{s}" = 8' for s in conf_routing.ALG8_SETS)
-        cfg.write_text(SIPEDGE_TOML.format(addr=SUB["router"], port=port, db=db, alg8=alg8))
+        self.control = self.workdir / "ctl.sock"
+        self.sipedge_cmd, self.sipedge_env = cmd, env
+        cfg.write_text(SIPEDGE_TOML.format(addr=SUB["router"], port=port, db=db, alg8=alg8, control=self.control))
         self.sipedge = SipedgeProc(cmd, env, cfg, self.workdir, SUB["router"], port).start()
         r = Router(SUB["router"], port)
         lane.add_router("main", r)

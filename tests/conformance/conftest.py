@@ -7,10 +7,13 @@ Set CONFORMANCE_KEEP=1 to keep the work dir (configs, DBs, router logs).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,7 +67,25 @@ def torture(setup):
     after = _proc_facts(pid)
     _REPORT["torture"] = (ref, sub)
     return {"kamailio": ref, "sipedge": sub, "before": before, "after": after,
-            "alive": setup.sipedge.alive(), "log": setup.sipedge.log_text()}
+            "alive": setup.sipedge.alive(), "log": setup.sipedge.log_text(),
+            "drained": _transactions_drained(setup)}
+
+
+def _transactions_drained(setup, limit: float = 45.0) -> dict:
+    """sipedge's own count (`sipedge ctl stats`) once its transactions are gone, or
+    the last count when they are still there after ``limit`` seconds (a finished
+    transaction lingers 5 s; a negative INVITE reply waits up to fr_timer for its ACK)."""
+    end = time.monotonic() + limit
+    stats: dict = {}
+    while time.monotonic() < end:
+        r = subprocess.run([*setup.sipedge_cmd, "ctl", "--socket", str(setup.control), "stats"],
+                           env=setup.sipedge_env, capture_output=True, text=True, timeout=20, check=False)
+        if r.returncode == 0:
+            stats = json.loads(r.stdout)
+            if stats["server_transactions"] == 0 and stats["client_transactions"] == 0:
+                return stats
+        time.sleep(0.5)
+    return stats
 
 
 def _proc_facts(pid: int) -> dict:

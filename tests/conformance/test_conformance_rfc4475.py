@@ -128,3 +128,5 @@ def test_no_crash_and_nothing_left_behind(torture):
     before, after = torture["before"], torture["after"]
     assert after.get("fds") == before.get("fds"), f"open files changed: {before} -> {after}"
     assert after.get("Threads") == before.get("Threads"), f"threads changed: {before} -> {after}"
+    drained = torture["drained"]  # sipedge's own count, after every case and torture message
+    assert drained.get("server_transactions") == 0 and drained.get("client_transactions") == 0, drained
