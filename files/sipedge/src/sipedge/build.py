@@ -26,7 +26,7 @@ def stamp_via(msg, src_ip, src_port):
     """Add received/rport to the request's top Via (RFC 3261 18.2.1, RFC 3581),
     as Kamailio does: received when the Via host is not the source address or
     the Via already carries received/rport; rport filled when asked for.
-    Returns the address replies go to."""
+    Returns the port replies go to (they always go to the source address)."""
     via = msg.top_via
     names = [key for key, _value in via.params]
     has_rport = b"rport" in names
@@ -41,14 +41,13 @@ def stamp_via(msg, src_ip, src_port):
         text = b"SIP/2.0/" + via.transport + b" " + sent_by + b"".join(
             b";" + k if v is None else b";" + k + b"=" + v for k, v in params)
         msg.set_top_via(text)
-    port = src_port if has_rport else (via.port or 5060)
-    return src_ip, port
+    return src_port if has_rport else (via.port or 5060)
 
 
 def local_tag(msg):
     """A To-tag for a local reply: stable for retransmissions of one request."""
     via = msg.top_via
-    return _TAG_PREFIX + b"." + b"%08x" % zlib.crc32((via.branch or b"") + (msg.call_id_b or b""))
+    return _TAG_PREFIX + b"." + b"%08x" % zlib.crc32((via.branch or b"") + (msg.call_id or b""))
 
 
 def reply(msg, code, reason, to_tag=None, record_route=()):

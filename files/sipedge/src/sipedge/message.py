@@ -114,8 +114,9 @@ class Uri:
         return _param(self.params, name)
 
     @property
-    def hostport(self):
-        return self.host + b":" + self.port if self.port else self.host
+    def port_number(self):
+        """The port, or the scheme's default (5061 for sips, else 5060)."""
+        return int(self.port) if self.port else (5061 if self.scheme == b"sips" else 5060)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -234,9 +235,6 @@ class Via:
     @property
     def branch(self):
         return self.param(b"branch")
-
-    def sent_by(self):
-        return self.host, self.port or 5060
 
 
 def _check_body(name, value, cache):
@@ -389,7 +387,7 @@ class Message:
         return cseq[1] if cseq else None
 
     @property
-    def call_id_b(self):
+    def call_id(self):
         return self._cached("callid", lambda: self.get(b"call-id"))
 
     def _name_addr(self, name):
@@ -428,24 +426,16 @@ class Message:
     def ruri_parsed(self):
         return self._cached("ruri", lambda: parse_uri(self.ruri))
 
-    # str views for the dispatcher's hashing algorithms
-    @property
-    def call_id(self):
-        return (self.call_id_b or b"").decode("utf-8", "surrogateescape")
-
+    # the URIs the dispatcher's hashing algorithms read
     @property
     def from_uri(self):
         fr = self.from_
-        return fr.uri.decode("utf-8", "surrogateescape") if fr else ""
+        return fr.uri if fr else b""
 
     @property
     def to_uri(self):
         to = self.to
-        return to.uri.decode("utf-8", "surrogateescape") if to else ""
-
-    @property
-    def ruri_str(self):
-        return (self.ruri or b"").decode("utf-8", "surrogateescape")
+        return to.uri if to else b""
 
     # ---- edits ---------------------------------------------------------
     def insert(self, index, name, line):

@@ -11,7 +11,7 @@ import logging
 from . import build
 from .dispatcher import Dispatcher, DispatcherSettings
 from .message import ParseError, parse
-from .route import Router, ip_literal
+from .route import UNRESOLVABLE, Router, ip_literal
 from .timers import Timers
 from .transaction import ACK, CANCEL, TransactionLayer, server_key
 
@@ -57,13 +57,11 @@ class Proxy:
             if dest.transport and dest.transport.lower() != "udp":
                 log.warning("destination %s: transport %s is not supported, sending UDP", dest.uri, dest.transport)
 
-    def host_names(self):
-        """Destination hosts that are names, to be resolved outside the core."""
-        return {d.host for d in self.dispatcher.destinations() if ip_literal(d.host) is None}
-
-    def address_of(self, dest):
-        host = ip_literal(dest.host) or self.resolved.get(dest.host)
-        return None if host is None else (host, dest.port)
+    def address_of(self, host, port):
+        """(IP, port) to send to: an IP literal as it is, a destination's host
+        name as resolved at load time; None when unknown."""
+        ip = ip_literal(host) or self.resolved.get(host)
+        return None if ip is None else (ip, port)
 
     def stats(self):
         """Counters for `sipedge ctl stats`."""
@@ -86,7 +84,7 @@ class Proxy:
     def _ping_round(self, _arg, now):
         cfg = self.config
         for dest in self.dispatcher.ping_targets():
-            addr = self.address_of(dest)
+            addr = self.address_of(dest.host, dest.port)
             if addr is None:
                 self._ping_result(dest, 500)
                 continue
@@ -119,8 +117,7 @@ class Proxy:
         if msg.top_via is None or msg.bad_header is not None or any(msg.index(name) < 0 for name in _REQUIRED):
             log.debug("dropped malformed request from %s", src[0])
             return
-        reply_addr = build.stamp_via(msg, src[0].encode(), src[1])
-        reply_addr = (src[0], reply_addr[1])
+        reply_addr = (src[0], build.stamp_via(msg, src[0].encode(), src[1]))
         key = server_key(msg)
         if self.txns.absorb(msg, key, now):
             return
@@ -140,9 +137,9 @@ class Proxy:
                 return
         if record_route:
             msg.insert(0, b"record-route", build.record_route_line(self.local, msg.from_tag))
-        dest = (ip_literal(host) or self.resolved.get(host), port)
-        if dest[0] is None:
-            self.send(build.reply(msg, 478, b"Unresolvable destination (478/SL)"), reply_addr)
+        dest = self.address_of(host, port)
+        if dest is None:
+            self.send(build.reply(msg, *UNRESOLVABLE[1:]), reply_addr)
         elif msg.method == ACK:
             self.txns.forward_stateless(msg, dest)
         else:

@@ -153,8 +153,8 @@ class Router:
             if last is None:
                 return NOT_HERE
             msg.set_ruri(last.uri)
-            self._remove_route_values(msg, len(routes) - 1, 1)
             routes = routes[:-1]
+            self._set_routes(msg, routes)
         elif not routes:
             return NOT_HERE
         else:
@@ -162,36 +162,33 @@ class Router:
             uri = parse_uri(top.uri) if top else None
             if uri is None or not uri.host or not self._myself_uri(uri):
                 return NOT_HERE
-            self._remove_route_values(msg, 0, 1)
             routes = routes[1:]
+            self._set_routes(msg, routes)
         if routes:
             nxt = parse_name_addr(routes[0])
             target = parse_uri(nxt.uri) if nxt else None
         else:
             target = msg.ruri_parsed
-        return self._target(target, False)
+        return self._target(target)
 
     def _myself_uri(self, uri):
-        port = int(uri.port) if uri.port else (5061 if uri.scheme == b"sips" else 5060)
-        return self.is_myself(uri.host, port)
+        return self.is_myself(uri.host, uri.port_number)
 
     @staticmethod
-    def _target(uri, record_route):
+    def _target(uri):
+        """Relay an in-dialog request to `uri` (no Record-Route)."""
         if uri is None or not uri.host:
             return NOT_HERE
         maddr = uri.param(b"maddr")
         host = ip_literal((maddr or uri.host).decode("ascii", "replace"))
         if host is None:
             return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
-        port = int(uri.port) if uri.port else (5061 if uri.scheme == b"sips" else 5060)
-        return forward(host, port, record_route)
+        return forward(host, uri.port_number, False)
 
     @staticmethod
-    def _remove_route_values(msg, index, count):
-        """Remove `count` Route values from value `index` on; the remaining values
-        go back as one Route header where the first one stood."""
-        values = msg.values(b"route")
-        del values[index:index + count]
+    def _set_routes(msg, values):
+        """Replace every Route header with one holding `values`, where the
+        first Route stood."""
         first = msg.index(b"route")
         for i in range(len(msg.names) - 1, first - 1, -1):
             if msg.names[i] == b"route":

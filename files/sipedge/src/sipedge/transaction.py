@@ -29,7 +29,7 @@ def server_key(msg):
     if branch and branch.startswith(b"z9hG4bK"):
         return (branch, via.host, via.port, method)
     cseq = msg.cseq  # RFC 2543 peers: match on dialog identifiers
-    return (msg.call_id_b, cseq[0] if cseq else None, msg.from_tag, via.host, via.port, method)
+    return (msg.call_id, cseq[0] if cseq else None, msg.from_tag, via.host, via.port, method)
 
 
 class Txn:
