@@ -53,7 +53,9 @@ def test_prepare_db_adds_the_version_row(tmp_path):
 
 def test_seed_schema_agrees_with_sipedge_schema(tmp_path):
     """Two places hold the routing tables (the reference's seed DDL and
-    sipedge.schema): column for column, they must be the same."""
+    sipedge.schema): column for column, they must be the same, but for the
+    `description` column that sipedge's schema 2 adds to dispatcher (Kamailio's
+    stock table has it; the seed's DDL does not)."""
     from sipedge.schema import ensure_schema  # pylint: disable=import-outside-toplevel
 
     def columns(path):
@@ -65,4 +67,7 @@ def test_seed_schema_agrees_with_sipedge_schema(tmp_path):
     with sqlite3.connect(str(seed)) as con:
         con.executescript(ref.SEED_SCHEMA_SQL)
     ensure_schema(str(ours))
-    assert columns(seed) == columns(ours)
+    seed_columns, our_columns = columns(seed), columns(ours)
+    assert our_columns["dispatcher"][-1] == (6, "description", "TEXT", 0, None, 0)
+    our_columns["dispatcher"].pop()
+    assert seed_columns == our_columns

@@ -77,7 +77,7 @@ def test_db_commands(tmp_path, capsys):
     assert cli.main(["db", "init", "--db", db]) == 0
     assert cli.main(["db", "init", "--db", db]) == 0
     assert cli.main(["db", "version", "--db", db]) == 0
-    assert capsys.readouterr().out.split() == ["created", "up", "to", "date", "1"]
+    assert capsys.readouterr().out.split() == ["created", "up", "to", "date", "2"]
 
 
 def test_run_with_missing_db_is_a_clear_start_error(tmp_path, capsys):

@@ -88,7 +88,7 @@ def fixture_db(tmp_path):
 
 def test_create(db):
     assert ensure_schema(db) == "created"
-    assert read_version(db) == SCHEMA_VERSION == 1
+    assert read_version(db) == SCHEMA_VERSION == 2
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert indexes(db) == {"idx_sip_domains_enabled", "idx_dispatcher_setid", "uq_dispatcher_setid_destination"}
     conn = sqlite3.connect(db)
@@ -96,16 +96,16 @@ def test_create(db):
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("INSERT INTO dispatcher (setid, destination) VALUES (10, 'sip:10.0.1.10')")
     conn.execute("INSERT INTO dispatcher (setid, destination) VALUES (20, 'sip:10.0.1.10')")  # other set: fine
-    assert conn.execute("SELECT flags, priority, attrs FROM dispatcher WHERE id = 1").fetchone() == (0, 0, None)
+    assert conn.execute("SELECT flags, priority, attrs, description FROM dispatcher WHERE id = 1").fetchone() == (0, 0, None, None)
     conn.close()
 
 
-def test_tables_are_the_seed_column_for_column(db, tmp_path):
+def test_tables_are_the_seed_column_for_column_plus_kamailios_description(db, tmp_path):
     seed = str(tmp_path / "seed.db")
     build(seed, SEED_DDL)
     ensure_schema(db)
-    for table in ("sip_domains", "dispatcher"):
-        assert columns(db, table) == columns(seed, table)
+    assert columns(db, "sip_domains") == columns(seed, "sip_domains")
+    assert columns(db, "dispatcher") == columns(seed, "dispatcher") + [(6, "description", "TEXT", 0, None, 0)]
     for index in ("idx_sip_domains_enabled", "idx_dispatcher_setid"):
         sql = "SELECT sql FROM sqlite_master WHERE name = '%s'" % index
         assert " ".join(query(db, sql)[0][0].split()) == " ".join(query(seed, sql)[0][0].split())
@@ -133,9 +133,10 @@ def test_migrate_seed_db_keeps_rows(db):
     build(db, SEED_DDL + SEED_ROWS)
     assert read_version(db) == 0
     before = query(db, "SELECT * FROM dispatcher ORDER BY id"), query(db, "SELECT * FROM sip_domains ORDER BY domain")
-    assert ensure_schema(db) == "migrated 0 -> 1"
-    assert (query(db, "SELECT * FROM dispatcher ORDER BY id"), query(db, "SELECT * FROM sip_domains ORDER BY domain")) == before
-    assert read_version(db) == 1
+    assert ensure_schema(db) == "migrated 0 -> 2"
+    after = query(db, "SELECT * FROM dispatcher ORDER BY id"), query(db, "SELECT * FROM sip_domains ORDER BY domain")
+    assert after == ([row + (None,) for row in before[0]], before[1])  # description added, empty
+    assert read_version(db) == 2
     assert "uq_dispatcher_setid_destination" in indexes(db)
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert ensure_schema(db) == "up to date"
@@ -147,16 +148,17 @@ def test_migrate_kamailio_db_tolerates_description_and_version(db):
         INSERT INTO dispatcher (setid, destination, priority, description) VALUES (10, 'sip:10.0.1.10:5060', 0, 'primary');
         INSERT INTO dispatcher (setid, destination, priority, description) VALUES (10, 'sip:10.0.1.11:5060', 10, 'backup');
         INSERT INTO dispatcher (setid, destination, flags, priority) VALUES (20, 'sip:10.0.2.20:5060', 8, 0);""")
-    assert ensure_schema(db) == "migrated 0 -> 1"
+    assert ensure_schema(db) == "migrated 0 -> 2"
     assert query(db, "SELECT table_name, table_version FROM version") == [("dispatcher", 4)]
-    assert [row[1] for row in columns(db, "dispatcher")][-1] == "description"
+    assert [row[1] for row in columns(db, "dispatcher")].count("description") == 1  # Kamailio's own column kept
+    assert query(db, "SELECT description FROM dispatcher ORDER BY id") == [("primary",), ("backup",), ("",)]
     assert len(query(db, "SELECT * FROM dispatcher")) == 3
     assert indexes(db) >= {"idx_sip_domains_enabled", "idx_dispatcher_setid", "uq_dispatcher_setid_destination"}
 
 
 def test_migrate_adds_a_missing_table(db):
     build(db, SEED_DDL.split("CREATE TABLE dispatcher", maxsplit=1)[0] + "INSERT INTO sip_domains VALUES ('a', 1, 1, NULL);")
-    assert ensure_schema(db) == "migrated 0 -> 1"
+    assert ensure_schema(db) == "migrated 0 -> 2"
     assert query(db, "SELECT count(*) FROM dispatcher") == [(0,)]
     assert query(db, "SELECT domain FROM sip_domains") == [("a",)]
 
@@ -193,8 +195,36 @@ def test_missing_column_is_refused(db):
     assert read_version(db) == 0
 
 
+def test_migrate_version_1_adds_description_and_keeps_rows(db):
+    build(db, SEED_DDL + SEED_ROWS + "CREATE UNIQUE INDEX uq_dispatcher_setid_destination ON dispatcher(setid, destination);"
+              "PRAGMA user_version = 1;")
+    before = query(db, "SELECT * FROM dispatcher ORDER BY id")
+    reader = sqlite3.connect(db)
+    assert ensure_schema(db) == "migrated 1 -> 2"
+    assert query(db, "SELECT * FROM dispatcher ORDER BY id") == [row + (None,) for row in before]
+    assert read_version(db) == 2
+    assert ensure_schema(db) == "up to date"
+    reader.close()
+
+
+def test_migration_is_all_or_nothing(db, monkeypatch):
+    """A step that fails leaves the DB at its old version, without the columns an
+    earlier step added."""
+    build(db, SEED_DDL + SEED_ROWS)
+
+    def broken(_conn, _path):
+        raise SchemaError("broken step")
+    monkeypatch.setattr(schema, "MIGRATIONS", [schema.MIGRATIONS[0], broken])
+    with pytest.raises(SchemaError, match="broken step"):
+        ensure_schema(db)
+    assert read_version(db) == 0
+    assert "uq_dispatcher_setid_destination" not in indexes(db)
+    assert "description" not in [row[1] for row in columns(db, "dispatcher")]
+
+
 def test_current_version_with_missing_table_is_refused(db):
-    build(db, "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY, setid, destination, flags, priority, attrs); PRAGMA user_version = 1;")
+    build(db, "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY, setid, destination, flags, priority, attrs, description);"
+              " PRAGMA user_version = 2;")
     with pytest.raises(SchemaError, match="table sip_domains is missing"):
         ensure_schema(db)
 
@@ -226,4 +256,4 @@ def test_missing_file_and_directory(tmp_path):
 def test_path_with_uri_characters(tmp_path):
     path = str(tmp_path / "odd ?name#%.db")
     assert ensure_schema(path) == "created"
-    assert read_version(path) == 1
+    assert read_version(path) == 2

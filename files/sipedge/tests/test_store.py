@@ -163,16 +163,16 @@ def test_open_not_a_database(tmp_path):
 def test_open_without_tables(tmp_path):
     path = str(tmp_path / "routing.db")
     write(path, "CREATE TABLE other (x)")
-    with pytest.raises(StoreError, match="schema version 0, this sipedge needs 1; run 'sipedge db init"):
+    with pytest.raises(StoreError, match="schema version 0, this sipedge needs 2; run 'sipedge db init"):
         RoutingStore(path).open()
-    write(path, "PRAGMA user_version = 1")
+    write(path, "PRAGMA user_version = 2")
     with pytest.raises(StoreError, match="table sip_domains is missing"):
         RoutingStore(path).open()
 
 
 def test_open_newer_version(db):
-    write(db, "PRAGMA user_version = 2")
-    with pytest.raises(StoreError, match="schema version 2, this sipedge needs 1; upgrade sipedge"):
+    write(db, "PRAGMA user_version = 3")
+    with pytest.raises(StoreError, match="schema version 3, this sipedge needs 2; upgrade sipedge"):
         RoutingStore(db).open()
 
 

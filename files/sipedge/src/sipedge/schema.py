@@ -3,8 +3,14 @@
 Schema version N is stored as `PRAGMA user_version = N`.  Version 1 is the
 seed's two tables column for column (so an existing Kamailio routing DB keeps
 working), the seed's two indexes, and a unique index on
-dispatcher(setid, destination).  Extra columns (Kamailio's `description`) and
-extra tables (Kamailio's `version`) are left alone.
+dispatcher(setid, destination).  Version 2 adds Kamailio's `description`
+column to `dispatcher` (who a destination belongs to, for the operator
+reading the DB), so the table is Kamailio's stock `dispatcher` column for
+column.  Extra columns and extra tables (Kamailio's `version`) are left alone.
+
+This file is also the Ansible modules' copy of the schema: the collection's
+`plugins/module_utils/sipedge_schema.py` is a symlink to it (docs/CONTRACT.md),
+so it stays standard library only and runs on the node's Python.
 
 `ensure_schema` runs in one `BEGIN IMMEDIATE` transaction: either the DB ends
 up at SCHEMA_VERSION or nothing changed.  It never deletes a row.
@@ -14,10 +20,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Callable
+from typing import Callable, Optional
 from urllib.request import pathname2url
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = {
     "sip_domains": """CREATE TABLE sip_domains (
@@ -32,7 +38,8 @@ TABLES = {
     destination TEXT NOT NULL,
     flags INTEGER DEFAULT 0,
     priority INTEGER DEFAULT 0,
-    attrs TEXT
+    attrs TEXT,
+    description TEXT
 )""",
 }
 
@@ -46,8 +53,10 @@ INDEXES = {
 # The columns the router and the modules use, per table (others are tolerated).
 COLUMNS = {
     "sip_domains": ("domain", "dispatcher_setid", "enabled", "comment"),
-    "dispatcher": ("id", "setid", "destination", "flags", "priority", "attrs"),
+    "dispatcher": ("id", "setid", "destination", "flags", "priority", "attrs", "description"),
 }
+# What version 1 required: the seed's columns (migration 1 -> 2 adds the rest).
+COLUMNS_V1 = {"sip_domains": COLUMNS["sip_domains"], "dispatcher": COLUMNS["dispatcher"][:6]}
 
 DDL = tuple(TABLES.values()) + tuple(INDEXES.values())
 SCHEMA_SQL = ";\n".join(DDL) + ";\n"
@@ -83,10 +92,11 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute("PRAGMA table_info(%s)" % table)}
 
 
-def check_tables(conn: sqlite3.Connection, path: str) -> None:
-    """Raise SchemaError unless both routing tables exist with their columns."""
+def check_tables(conn: sqlite3.Connection, path: str, columns: Optional[dict] = None) -> None:
+    """Raise SchemaError unless both routing tables exist with their columns
+    (`columns`: table -> names, default the current COLUMNS)."""
     tables = _tables(conn)
-    for table, wanted in COLUMNS.items():
+    for table, wanted in (columns or COLUMNS).items():
         if table not in tables:
             raise SchemaError("%s: table %s is missing" % (path, table))
         missing = [c for c in wanted if c not in _columns(conn, table)]
@@ -108,7 +118,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection, path: str) -> None:
     for table, ddl in TABLES.items():
         if table not in tables:
             conn.execute(ddl)
-    check_tables(conn, path)
+    check_tables(conn, path, COLUMNS_V1)
     dupes = conn.execute(
         "SELECT setid, destination, group_concat(id, ',') FROM dispatcher"
         " GROUP BY setid, destination HAVING count(*) > 1 ORDER BY min(id)").fetchall()
@@ -120,8 +130,14 @@ def _migrate_0_to_1(conn: sqlite3.Connection, path: str) -> None:
         conn.execute(ddl)
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection, _path: str) -> None:
+    """Add dispatcher.description unless the DB has it (Kamailio's stock DDL does)."""
+    if "description" not in _columns(conn, "dispatcher"):
+        conn.execute("ALTER TABLE dispatcher ADD COLUMN description TEXT")
+
+
 # MIGRATIONS[n] brings version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
 def ensure_schema(path: str) -> str:
