@@ -576,6 +576,62 @@ def test_ping_result_after_reload_uses_current_entry():
     assert disp.ping_result(stale, 408) is None  # removed: ignored
 
 
+def test_prepare_leaves_the_table_in_use_alone():
+    """A reload is prepared while the old table routes; commit swaps it in."""
+    disp = make(port_rows(1, 1))
+    prepared = disp.prepare(port_rows(1, 2) + port_rows(2, 3))
+    assert picks(disp, 1, 2) == ["sip:127.0.0.1:1"] * 2 and disp.select(2, Msg()) is None
+    disp.commit(prepared)
+    assert picks(disp, 1, 2) == ["sip:127.0.0.1:2"] * 2 and picks(disp, 2, 1) == ["sip:127.0.0.1:3"]
+
+
+def test_unchanged_rows_and_sets_keep_their_objects():
+    rows = port_rows(1, 1, 2) + port_rows(2, 3)
+    disp = make(rows)
+    before = {d.uri: d for d in disp.destinations()}
+    prepared = disp.prepare(rows + port_rows(3, 4))
+    assert [d.uri for d in prepared.fresh] == ["sip:127.0.0.1:4"]
+    assert [s.setid for s in prepared.rebuilt] == [3]
+    disp.commit(prepared)
+    assert all(disp.find(d.setid, uri) is d for uri, d in before.items())
+
+
+def test_state_reached_between_prepare_and_commit_is_kept():
+    """Pings answered while a reload is being prepared are not lost: the live
+    state is carried over when the new table is put in use."""
+    disp = make(port_rows(1, 1, 2))
+    prepared = disp.prepare([(1, "sip:127.0.0.1:1", 0, 5, None)] + port_rows(1, 2))  # new priority: a new record
+    live = disp.find(1, "sip:127.0.0.1:1")
+    disp.ping_result(live, 408)
+    disp.ping_result(live, 408)
+    disp.commit(prepared)
+    moved = disp.find(1, "sip:127.0.0.1:1")
+    assert moved is not live and (moved.priority, moved.state) == (5, "IP")
+    assert picks(disp, 1, 2) == ["sip:127.0.0.1:2"] * 2
+
+
+def test_prepares_queued_before_their_commits():
+    """The DB thread may prepare the next reload before the loop committed the
+    previous one; committed in order, both apply."""
+    disp = make(port_rows(1, 1))
+    first = disp.prepare(port_rows(1, 1, 2))
+    second = disp.prepare(port_rows(1, 1, 2, 3))
+    disp.commit(first)
+    disp.commit(second)
+    assert uris(disp, 1) == ["sip:127.0.0.1:1", "sip:127.0.0.1:2", "sip:127.0.0.1:3"]
+    assert picks(disp, 1, 3) == uris(disp, 1)
+
+
+def test_named_destinations_get_their_address_at_commit():
+    disp = Dispatcher(DispatcherSettings(), random.Random(1))
+    prepared = disp.prepare([(1, "sip:pbx.example.com:5070", 0, 0, None), (1, "sip:[2001:db8::1]", 0, 0, None)])
+    assert [d.host for d in prepared.named] == ["pbx.example.com"]
+    disp.commit(prepared, {"pbx.example.com": "192.0.2.7"})
+    assert [d.address for d in disp.destinations()] == [("192.0.2.7", 5070), ("2001:db8::1", 5060)]
+    disp.commit(disp.prepare([(1, "sip:pbx.example.com:5070", 0, 0, None)]), {})  # no longer resolves
+    assert disp.destinations()[0].address is None
+
+
 # -- snapshot ---------------------------------------------------------------------------------
 
 def test_snapshot():

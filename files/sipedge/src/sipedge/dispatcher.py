@@ -254,6 +254,9 @@ class Destination:  # pylint: disable=too-many-instance-attributes
     probing_count: int = 0
     db_flags: int = 0  # the `flags` column as loaded; a change resets the runtime state
     transport: str = ""
+    # (IP, port) to send to; for a host name, filled when the name resolves at each load
+    address: Optional[tuple[str, int]] = None
+    named: bool = False  # host is a name (resolved at load time, never per request)
 
     @property
     def selectable(self) -> bool:
@@ -288,7 +291,8 @@ class DispatcherSettings:
 @dataclass(eq=False)
 class _Set:
     setid: int
-    dlist: list[Destination]
+    dlist: list[Destination]  # array order (by priority)
+    loaded: list[Destination]  # DB order: a reload with the same objects in it keeps the set
     last: int = 0  # round-robin position (alg 4)
     wlist: list[int] = field(default_factory=lambda: [0] * WEIGHT_SLOTS)  # alg 9 table
     wlast: int = 0
@@ -300,14 +304,29 @@ class _Set:
         return tuple(d.weight for d in self.dlist)
 
 
+@dataclass(frozen=True)
+class PreparedLoad:
+    """A reload computed by Dispatcher.prepare, to be put in use by commit."""
+
+    sets: dict[int, _Set]
+    by_key: dict[tuple[int, str], Destination]
+    rebuilt: list[_Set]  # new set objects: the live round-robin position is carried at commit
+    fresh: list[Destination]  # new destination objects: the live health state is carried at commit
+    named: list[Destination]  # destinations whose host is a name, to resolve before commit
+    warnings: list[str]
+
+
 class Dispatcher:
     """All destination sets; see the module docstring for the semantics."""
 
     def __init__(self, settings: DispatcherSettings, rng: Optional[random.Random] = None):
         self.settings = settings
         self._rng = rng if rng is not None else random.Random()
+        # weight tables are shuffled while a reload is prepared, possibly in another thread
+        self._weight_rng = random.Random(self._rng.getrandbits(64))
         self._sets: dict[int, _Set] = {}
         self._by_key: dict[tuple[int, str], Destination] = {}
+        self._by_raw: dict[Row, Optional[Destination]] = {}  # the previous prepare's rows
         unknown = sorted({settings.algorithm, *settings.set_algorithms.values()} - ALGORITHMS)
         # select() treats these as 8 (Kamailio: "algo not implemented - using first entry")
         self.settings_warnings = ["dispatcher algorithm %d is not supported: using the first selectable destination (8)" % alg for alg in unknown]
@@ -315,16 +334,38 @@ class Dispatcher:
     # -- loading -----------------------------------------------------------
 
     def load(self, rows: Iterable[Row]) -> list[str]:
-        """Replace the sets with DB rows (setid, destination, flags, priority, attrs) in DB order.
+        """Replace the sets with DB rows (setid, destination, flags, priority, attrs)
+        in DB order; returns one warning line per newly skipped row."""
+        prepared = self.prepare(rows)
+        self.commit(prepared)
+        return prepared.warnings
 
-        Returns one warning line per skipped row.  See the module docstring for
-        what survives a reload.
+    def prepare(self, rows: Iterable[Row]) -> "PreparedLoad":
+        """The new sets, computed without touching the ones in use, so that a
+        reload can be prepared in another thread while the current table routes.
+
+        A row seen unchanged at the previous prepare keeps its Destination object
+        (no parsing, state and counters untouched), and a set whose members are
+        the same objects in the same order keeps its _Set: a reload costs what
+        changed.  Only the DB thread calls this (one prepare at a time, each
+        followed by its commit in order).
         """
         warnings: list[str] = []
-        grouped: dict[int, list[Destination]] = {}
+        fresh: list[Destination] = []
+        by_raw: dict[Row, Optional[Destination]] = {}
         by_key: dict[tuple[int, str], Destination] = {}
+        loaded: dict[int, list[Destination]] = {}
+        previous = self._by_raw
         for row in rows:
-            dest = self._make_destination(row, warnings)
+            row = tuple(row) if isinstance(row, list) else row
+            if row in by_raw:
+                dest = by_raw[row]
+            elif row in previous:
+                dest = by_raw[row] = previous[row]
+            else:
+                dest = by_raw[row] = self._make_destination(row, warnings)
+                if dest is not None:
+                    fresh.append(dest)
             if dest is None:
                 continue
             key = (dest.setid, dest.uri)
@@ -332,10 +373,41 @@ class Dispatcher:
                 warnings.append("dispatcher: set %d: duplicate destination %s skipped" % key)
                 continue
             by_key[key] = dest
-            grouped.setdefault(dest.setid, []).append(dest)
-        sets = {setid: self._make_set(setid, dlist) for setid, dlist in grouped.items()}
-        self._sets, self._by_key = sets, by_key
-        return warnings
+            loaded.setdefault(dest.setid, []).append(dest)
+        sets: dict[int, _Set] = {}
+        rebuilt: list[_Set] = []
+        for setid, members in loaded.items():
+            old = self._sets.get(setid)
+            if old is not None and old.loaded == members:
+                sets[setid] = old
+            else:
+                sets[setid] = dset = self._make_set(setid, members)
+                rebuilt.append(dset)
+        self._by_raw = by_raw
+        named = [dest for dest in by_key.values() if dest.named]
+        return PreparedLoad(sets, by_key, rebuilt, fresh, named, warnings)
+
+    def commit(self, prepared: "PreparedLoad", resolved: Optional[dict[str, str]] = None) -> None:
+        """Put a prepared load in use (on the thread that selects): carry the
+        live state of destinations and sets that stay over to their new objects,
+        and give named destinations the addresses `resolved` (name -> IP) found.
+        Costs what changed and the named destinations, not the table's size."""
+        resolved = resolved or {}
+        for dest in prepared.named:
+            ip = resolved.get(dest.host)
+            dest.address = None if ip is None else (ip, dest.port)
+        for dest in prepared.fresh:
+            old = self._by_key.get((dest.setid, dest.uri))
+            if old is not None and old is not dest and old.db_flags == dest.db_flags:
+                # same flags column: the health state stays (a changed one is an operator's decision)
+                dest.flags, dest.probing_count = old.flags, old.probing_count
+        for dset in prepared.rebuilt:
+            old = self._sets.get(dset.setid)
+            if old is not None and old.members() == dset.members():
+                dset.last = old.last
+                if old.weights() == dset.weights():
+                    dset.wlist, dset.wlast = old.wlist, old.wlast
+        self._sets, self._by_key = prepared.sets, prepared.by_key
 
     def _make_destination(self, row: Row, warnings: list[str]) -> Optional[Destination]:
         try:
@@ -352,25 +424,21 @@ class Dispatcher:
             warnings.append("dispatcher: set %d: destination %r skipped: not a usable sip: URI" % (setid, row[1]))
             return None
         host, port, transport = parsed
-        old = self._by_key.get((setid, uri))
-        keep = old is not None and old.db_flags == flags  # same flags column: keep the health state
-        if keep and old.priority == priority and old.attrs == attrs:
-            return old  # same row: keep the live object (pings in flight refer to it)
-        return Destination(setid=setid, uri=uri, flags=old.flags if keep else flags, priority=priority, attrs=attrs, host=host, port=port,
-                           weight=_weight(attrs), probing_count=old.probing_count if keep else 0, db_flags=flags, transport=transport)
+        if transport and transport != "udp":
+            warnings.append("destination %s: transport %s is not supported, sending UDP" % (uri, transport))
+        try:
+            address: Optional[tuple[str, int]] = (str(ipaddress.ip_address(host)), port)
+        except ValueError:
+            address = None  # a host name
+        return Destination(setid=setid, uri=uri, flags=flags, priority=priority, attrs=attrs, host=host, port=port,
+                           weight=_weight(attrs), db_flags=flags, transport=transport, address=address, named=address is None)
 
     def _make_set(self, setid: int, loaded: list[Destination]) -> _Set:
         # sorted() is stable: ties stay in load order
         dlist = sorted(loaded, key=lambda d: d.priority)
         if self.settings.priority_order == "kamailio":
             dlist.reverse()  # Kamailio's ascending list copied backwards
-        dset = _Set(setid, dlist)
-        old = self._sets.get(setid)
-        if old is not None and old.members() == dset.members():
-            dset.last = old.last
-            if old.weights() == dset.weights():
-                dset.wlist, dset.wlast = old.wlist, old.wlast
-                return dset
+        dset = _Set(setid, dlist, loaded)
         self._init_weights(dset)
         return dset
 
@@ -384,7 +452,7 @@ class Dispatcher:
             table.extend([index] * dest.weight)
         del table[WEIGHT_SLOTS:]
         table.extend([len(dlist) - 1] * (WEIGHT_SLOTS - len(table)))  # remainder to the last entry
-        self._rng.shuffle(table)
+        self._weight_rng.shuffle(table)
         dset.wlist = table
 
     # -- selection ---------------------------------------------------------

@@ -11,7 +11,7 @@ import logging
 from . import build
 from .dispatcher import Dispatcher, DispatcherSettings
 from .message import ParseError, parse
-from .route import UNRESOLVABLE, Router, ip_literal
+from .route import Router
 from .timers import Timers
 from .transaction import ACK, CANCEL, TransactionLayer, server_key
 
@@ -37,7 +37,6 @@ class Proxy:
             inactive_threshold=config.inactive_threshold, ping_reply_codes=frozenset(config.ping_reply_codes)), rng)
         self.router = Router(config, self.dispatcher, self.is_myself)
         self.txns = TransactionLayer(config, self.timers, send, via_local or local, self.is_myself)
-        self.resolved = {}  # destination host name -> IP, filled at load time by the shell
         self._ping_timer = None
         for warning in self.dispatcher.settings_warnings:
             log.warning("%s", warning)
@@ -49,19 +48,25 @@ class Proxy:
 
     # ---- routing data ---------------------------------------------------
     def load(self, data):
-        """Swap in new routing data (a store.RoutingData)."""
-        self.router.domains = {d.encode("utf-8", "surrogateescape"): s for d, s in data.domains.items()}
-        for warning in data.warnings + tuple(self.dispatcher.load(data.destinations)):
-            log.warning("%s", warning)
-        for dest in self.dispatcher.destinations():
-            if dest.transport and dest.transport.lower() != "udp":
-                log.warning("destination %s: transport %s is not supported, sending UDP", dest.uri, dest.transport)
+        """Swap in new routing data (a store.RoutingData) at once."""
+        self.commit(self.prepare(data))
 
-    def address_of(self, host, port):
-        """(IP, port) to send to: an IP literal as it is, a destination's host
-        name as resolved at load time; None when unknown."""
-        ip = ip_literal(host) or self.resolved.get(host)
-        return None if ip is None else (ip, port)
+    def prepare(self, data):
+        """Everything a reload computes, without touching the tables in use:
+        safe to run in the DB thread while this core routes (see commit)."""
+        domains = {d.encode("utf-8", "surrogateescape"): s for d, s in data.domains.items()}
+        prepared = self.dispatcher.prepare(data.destinations)
+        for warning in data.warnings + tuple(prepared.warnings):
+            log.warning("%s", warning)
+        return domains, prepared
+
+    def commit(self, prepared, resolved=None):
+        """Put a prepared reload in use, with the addresses of the destinations'
+        host names (`resolved`: name -> IP, looked up by the shell at each load);
+        costs what changed, not the table's size."""
+        domains, destinations = prepared
+        self.router.domains = domains
+        self.dispatcher.commit(destinations, resolved)
 
     def stats(self):
         """Counters for `sipedge ctl stats`."""
@@ -84,11 +89,10 @@ class Proxy:
     def _ping_round(self, _arg, now):
         cfg = self.config
         for dest in self.dispatcher.ping_targets():
-            addr = self.address_of(dest.host, dest.port)
-            if addr is None:
+            if dest.address is None:
                 self._ping_result(dest, 500)
                 continue
-            self.txns.ping(dest, addr, cfg.ping_from.encode(), cfg.ping_method.encode(), now, self._ping_result)
+            self.txns.ping(dest, dest.address, cfg.ping_from.encode(), cfg.ping_method.encode(), now, self._ping_result)
         self._ping_timer = self.timers.start(now + cfg.ping_interval, self._ping_round, None)
 
     def _ping_result(self, dest, code):
@@ -129,7 +133,7 @@ class Proxy:
             self.send(build.reply(msg, outcome[1], outcome[2]), reply_addr)
 
     def _forward(self, msg, key, reply_addr, outcome, now):
-        host, port, record_route = outcome[1:]
+        dest, record_route = outcome[1:]
         if msg.method == CANCEL:
             invite = self.txns.server.get(key[:-1] + (b"INVITE",))
             if invite is not None:
@@ -137,10 +141,7 @@ class Proxy:
                 return
         if record_route:
             msg.insert(0, b"record-route", build.record_route_line(self.local, msg.from_tag))
-        dest = self.address_of(host, port)
-        if dest is None:
-            self.send(build.reply(msg, *UNRESOLVABLE[1:]), reply_addr)
-        elif msg.method == ACK:
+        if msg.method == ACK:
             self.txns.forward_stateless(msg, dest)
         else:
             self.txns.forward(msg, key, reply_addr, dest, now)

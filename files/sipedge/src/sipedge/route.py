@@ -32,9 +32,9 @@ def reply(code, reason):
     return ("reply", code, reason)
 
 
-def forward(host, port, record_route):
-    """Relay to host:port (a string IP and an int port)."""
-    return ("forward", host, port, record_route)
+def forward(address, record_route):
+    """Relay to address, an (IP string, port int) pair."""
+    return ("forward", address, record_route)
 
 
 TOO_MANY_HOPS = reply(483, b"Too Many Hops")
@@ -183,7 +183,7 @@ class Router:
         host = ip_literal((maddr or uri.host).decode("ascii", "replace"))
         if host is None:
             return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
-        return forward(host, uri.port_number, False)
+        return forward((host, uri.port_number), False)
 
     @staticmethod
     def _set_routes(msg, values):
@@ -220,4 +220,6 @@ class Router:
         if dest is None:
             log.error("No healthy Asterisk nodes for domain=%s", domain.decode("utf-8", "replace"))
             return UNAVAILABLE
-        return forward(dest.host, dest.port, True)
+        if dest.address is None:
+            return UNRESOLVABLE  # a host name that did not resolve at load time
+        return forward(dest.address, True)

@@ -26,9 +26,7 @@ import struct
 import threading
 import time
 
-from .dispatcher import parse_destination
 from .proxy import Proxy
-from .route import ip_literal
 from .store import RoutingStore, StoreError
 
 log = logging.getLogger("sipedge")
@@ -105,11 +103,10 @@ def names_of_self(socks, local):
     return myself
 
 
-def resolve_names(destinations):
-    """Resolve the host names among destination rows, once per load and in the
-    DB thread, never per request (DESIGN.md decision 11)."""
-    names = {dest[0] for dest in map(parse_destination, (row[1] for row in destinations))
-             if dest is not None and ip_literal(dest[0]) is None}
+def resolve_names(prepared):
+    """Resolve the destinations' host names of a prepared load, once per load
+    and in the DB thread, never per request (DESIGN.md decision 11)."""
+    names = {dest.host for dest in prepared[1].named}
     resolved = {}
     for host in names:
         try:
@@ -268,7 +265,9 @@ class Edge:
                 self.post(self._store_failed, str(exc))
                 continue
             if data is not None:
-                self.post(self._load, data, resolve_names(data.destinations), True)
+                # the new table is built here, off the loop, which only swaps it in
+                prepared = self.proxy.prepare(data)
+                self.post(self._load, data, prepared, resolve_names(prepared), True)
             elif self._store_error is not None:
                 self.post(self._store_failed, None)
 
@@ -279,9 +278,8 @@ class Edge:
             log.error("routing DB unreadable, keeping the last good table: %s", error)
         self._store_error = error
 
-    def _load(self, data, resolved, reloaded=False):
-        self.proxy.load(data)
-        self.proxy.resolved = resolved
+    def _load(self, data, prepared, resolved, reloaded=False):
+        self.proxy.commit(prepared, resolved)
         self._store_error = None
         if reloaded:
             log.info("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
@@ -352,7 +350,8 @@ class Edge:
         myself = names_of_self(self.socks, local)
         myself.update((host, s.getsockname()[1]) for host, _port in list(myself) for s in self.send_socks.values())
         self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
-        self._load(data, resolve_names(data.destinations))
+        prepared = self.proxy.prepare(data)
+        self._load(data, prepared, resolve_names(prepared))
         poller = select.epoll()
         for fd in list(self.readers) + [self._wake_r]:
             poller.register(fd, select.EPOLLIN)
