@@ -128,6 +128,8 @@ listen = ["udp:{addr}:{port}"]
 
 [dispatcher]
 set_algorithms = {{ {alg8} }}
+# The seed has no failure_route: compared with it, sipedge answers as it does.
+failover = false
 
 [database]
 path = "{db}"

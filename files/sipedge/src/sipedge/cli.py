@@ -9,7 +9,7 @@ import sys
 
 from . import __version__, config, schema
 from .route import NOTICE
-from .shell import Edge, run_workers
+from .shell import Edge, StartupError, run_workers
 from .store import RoutingStore, StoreError
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
@@ -39,10 +39,7 @@ def cmd_run(args):
             RoutingStore(cfg.db_path).open()  # fail once, clearly, before forking
             return run_workers(cfg)
         Edge(cfg).serve()
-    except StoreError as exc:
-        logging.getLogger("sipedge").error("cannot start: %s", exc)
-        return 1
-    except OSError as exc:
+    except (StoreError, StartupError, OSError) as exc:
         logging.getLogger("sipedge").error("cannot start: %s", exc)
         return 1
     return 0

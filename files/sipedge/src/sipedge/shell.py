@@ -27,6 +27,7 @@ import threading
 import time
 
 from .proxy import Proxy
+from .uri import hostport, split_hostport
 from .store import RoutingStore, StoreError
 
 log = logging.getLogger("sipedge")
@@ -64,32 +65,55 @@ def interface_ipv4():
     return found
 
 
-def advertised(config, sock_host, port):
-    """host[:port] bytes for our Via/Record-Route, never a wildcard address."""
+def interface_ipv6(if_inet6="/proc/self/net/if_inet6", ipv6_route="/proc/self/net/ipv6_route"):
+    """Every IPv6 address of the host as (address, global) pairs, the global
+    ones of the default route's interface first (from /proc: no netlink)."""
+    try:
+        with open(if_inet6, encoding="ascii") as handle:
+            rows = [line.split() for line in handle.read().splitlines()]
+    except OSError:
+        rows = []
+    try:
+        with open(ipv6_route, encoding="ascii") as handle:
+            default = [r[9] for r in (line.split() for line in handle) if len(r) > 9 and r[0] == "0" * 32 and r[1] == "00"]
+    except OSError:
+        default = []
+    found = []
+    for row in rows:
+        if len(row) < 6:
+            continue
+        address = str(ipaddress.IPv6Address(bytes.fromhex(row[0])))
+        usable = not int(row[4], 16) & 0x68  # not deprecated, tentative or failed
+        found.append((row[5] not in default, address, row[3] == "00" and usable))
+    found.sort(key=lambda item: item[0])  # stable: the default route's interface first
+    return [(address, is_global) for _other, address, is_global in found]
+
+
+class StartupError(Exception):
+    """The edge cannot start as configured; the message says what to change."""
+
+
+def advertised(config, sock_host, port, v4=interface_ipv4, v6=interface_ipv6):
+    """host[:port] bytes for our Via and Record-Route, never a wildcard
+    address.  A configured address without a port takes the socket's, so that
+    Via, Record-Route and the edge's notion of itself always agree."""
     if config.advertised_address:
-        return config.advertised_address.encode()
+        host, given = split_hostport(config.advertised_address.encode())
+        return hostport(host, given or port)
     host = sock_host
     if ipaddress.ip_address(host).is_unspecified:
-        candidates = interface_ipv4() if ":" not in host else []
-        host = candidates[0] if candidates else ("::1" if ":" in host else "127.0.0.1")
-    if ":" in host:
-        host = "[%s]" % host
-    return host.encode() if port == 5060 else b"%s:%d" % (host.encode(), port)
+        if ":" in host:
+            candidates = [address for address, is_global in v6() if is_global]
+            if not candidates:
+                raise StartupError("sip.listen %s: this host has no global IPv6 address to advertise; "
+                                   "set sip.advertised_address" % config.listen[0])
+        else:
+            candidates = v4() or ["127.0.0.1"]
+        host = candidates[0]
+    return hostport(host.encode(), port)
 
 
-def split_hostport(text):
-    """b'host', b'host:port', b'[v6]' or b'[v6]:port' -> (host, port or None)."""
-    if text.startswith(b"["):
-        host, _sep, rest = text[1:].partition(b"]")
-        port = rest[1:]
-    elif text.count(b":") == 1:
-        host, _sep, port = text.partition(b":")
-    else:
-        host, port = text, b""
-    return host, int(port) if port.isdigit() else None
-
-
-def names_of_self(socks, local):
+def names_of_self(socks, local, v4=interface_ipv4, v6=interface_ipv6):
     """(host, port) pairs that name this edge in Route and R-URI headers."""
     myself = set()
     adv_host, adv_port = split_hostport(local)
@@ -97,23 +121,20 @@ def names_of_self(socks, local):
         port = sock.getsockname()[1]
         hosts = [listen.host]
         if ipaddress.ip_address(listen.host).is_unspecified:
-            hosts = interface_ipv4() + ["127.0.0.1"]
+            hosts = [address for address, _global in v6()] if listen.family_v6 else v4() + ["127.0.0.1"]
         myself.update((host.encode(), port) for host in hosts)
-        myself.add((adv_host, adv_port or port))
+        myself.add((adv_host.strip(b"[]"), adv_port or port))
     return myself
 
 
-def resolve_names(prepared):
-    """Resolve the destinations' host names of a prepared load, once per load
-    and in the DB thread, never per request (DESIGN.md decision 11)."""
-    names = {dest.host for dest in prepared[1].named}
-    resolved = {}
-    for host in names:
-        try:
-            resolved[host] = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-        except OSError:
-            log.error("cannot resolve destination host %s", host)
-    return resolved
+def resolve(host):
+    """A destination's host name -> IPv4 address, or None; called for each load
+    in the DB thread, never per request (DESIGN.md decision 11)."""
+    try:
+        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    except OSError:
+        log.error("cannot resolve destination host %s", host)
+        return None
 
 
 def _udp_socket(v6, reuseport):
@@ -215,8 +236,10 @@ class Edge:
             return
         try:
             sock.sendto(data, addr)
-        except OSError as exc:
-            log.debug("send to %s:%s failed: %s", addr[0], addr[1], exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            # OSError, and whatever else sendto raises for an address the core
+            # should not have produced: a send costs one datagram, never state.
+            log.debug("send to %r failed: %s", addr, exc)
 
     def _readable(self, sock, now):
         on_datagram = self.proxy.on_datagram
@@ -266,8 +289,7 @@ class Edge:
                 continue
             if data is not None:
                 # the new table is built here, off the loop, which only swaps it in
-                prepared = self.proxy.prepare(data)
-                self.post(self._load, data, prepared, resolve_names(prepared), True)
+                self.post(self._load, data, self.proxy.prepare(data, resolve), True)
             elif self._store_error is not None:
                 self.post(self._store_failed, None)
 
@@ -278,8 +300,8 @@ class Edge:
             log.error("routing DB unreadable, keeping the last good table: %s", error)
         self._store_error = error
 
-    def _load(self, data, prepared, resolved, reloaded=False):
-        self.proxy.commit(prepared, resolved)
+    def _load(self, data, prepared, reloaded=False):
+        self.proxy.commit(prepared, time.monotonic())
         self._store_error = None
         if reloaded:
             log.info("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
@@ -344,14 +366,12 @@ class Edge:
         local = advertised(self.config, listen.host, sock.getsockname()[1])
         via_local = None
         if self.reuseport:
-            via_local = split_hostport(local)[0]
             own_port = self.send_socks[listen.family_v6].getsockname()[1]
-            via_local = (b"[%s]" % via_local if b":" in via_local else via_local) + b":%d" % own_port
+            via_local = hostport(split_hostport(local)[0], own_port, None)
         myself = names_of_self(self.socks, local)
         myself.update((host, s.getsockname()[1]) for host, _port in list(myself) for s in self.send_socks.values())
         self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
-        prepared = self.proxy.prepare(data)
-        self._load(data, prepared, resolve_names(prepared))
+        self._load(data, self.proxy.prepare(data, resolve))
         poller = select.epoll()
         for fd in list(self.readers) + [self._wake_r]:
             poller.register(fd, select.EPOLLIN)
