@@ -89,8 +89,8 @@ class Harness:
     def load(self, domains, destinations):
         self.proxy.load(RoutingData(domains=dict(domains), destinations=tuple(destinations)), self.now)
 
-    def recv(self, data, src=CLIENT):
-        self.proxy.on_datagram(data, src, self.now)
+    def recv(self, data, src=CLIENT, overloaded=False):
+        self.proxy.on_datagram(data, src, self.now, overloaded)
         return self.take()
 
     def advance(self, seconds):

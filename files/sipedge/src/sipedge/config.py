@@ -53,6 +53,7 @@ class Config:
     scanner_user_agents: tuple = SEED_SCANNERS
     allowed_methods: tuple = SEED_METHODS
     options_answer_networks: tuple = ()
+    overload_delay: float = 0.05
     fr_timer: float = 5.0
     fr_inv_timer: float = 30.0
     max_inv_lifetime: float = 180.0
@@ -165,6 +166,7 @@ def _sip(r, d):
             ipaddress.ip_network(n, strict=False) for n in r.strings("options_answer_networks", ()))
     except ValueError:
         r.fail("options_answer_networks", "each entry must be an IP network in CIDR form")
+    out["overload_delay"] = r.number("overload_delay", d.overload_delay, 0, 10)
     return out
 
 
