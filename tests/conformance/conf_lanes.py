@@ -125,6 +125,7 @@ class SipedgeProc:
 SIPEDGE_TOML = """\
 [sip]
 listen = ["udp:{addr}:{port}"]
+drain_timeout = 0
 
 [dispatcher]
 set_algorithms = {{ {alg8} }}

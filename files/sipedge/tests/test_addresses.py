@@ -4,7 +4,7 @@ what it recognises as itself (issue 9, defects 4 and 5)."""
 import pytest
 
 from sipedge.config import Listen, from_dict
-from sipedge.shell import StartupError, advertised, interface_ipv6, names_of_self
+from sipedge.net import StartupError, advertised, interface_ipv6, names_of_self
 
 V6 = [("::1", False), ("fe80::1", False), ("2001:db8::5", True), ("2001:db8::6", True)]
 

@@ -569,10 +569,12 @@ def test_snapshot():
     assert disp.snapshot() == [
         {"setid": 10, "algorithm": 4, "destinations": [{
             "index": 0, "uri": "sip:127.0.0.1:1", "state": "IX", "flags": 1, "priority": 5, "attrs": "weight=10",
-            "weight": 10, "probing_count": 0}]},
+            "weight": 10, "probing_count": 0, "status": "inactive", "probing": False, "pinned": False, "last_ping": None,
+            "last_code": None, "rtt": None, "calls": 0, "failures": 0}]},
         {"setid": 20, "algorithm": 8, "destinations": [{
             "index": 0, "uri": "sip:127.0.0.1:3", "state": "AX", "flags": 0, "priority": 0, "attrs": "",
-            "weight": 0, "probing_count": 0}]},
+            "weight": 0, "probing_count": 0, "status": "active", "probing": False, "pinned": False, "last_ping": None,
+            "last_code": None, "rtt": None, "calls": 0, "failures": 0}]},
     ]
 
 

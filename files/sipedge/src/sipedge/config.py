@@ -54,6 +54,7 @@ class Config:
     allowed_methods: tuple = SEED_METHODS
     options_answer_networks: tuple = ()
     overload_delay: float = 0.05
+    drain_timeout: float = 5.0
     fr_timer: float = 5.0
     fr_inv_timer: float = 30.0
     max_inv_lifetime: float = 180.0
@@ -77,6 +78,8 @@ class Config:
     db_poll_interval: float = 0.5
     log_level: str = "info"
     control_socket: str = "/run/sipedge/sipedge.sock"
+    admin_listen: str = ""
+    admin_htpasswd: str = "/etc/sipedge/admin.htpasswd"
 
 
 def parse_listen(text):
@@ -167,6 +170,7 @@ def _sip(r, d):
     except ValueError:
         r.fail("options_answer_networks", "each entry must be an IP network in CIDR form")
     out["overload_delay"] = r.number("overload_delay", d.overload_delay, 0, 10)
+    out["drain_timeout"] = r.number("drain_timeout", d.drain_timeout, 0, 300)
     return out
 
 
@@ -231,8 +235,20 @@ def _control(r, d):
     return {"control_socket": path}
 
 
+def _admin(r, d):
+    listen = r.get("listen", str, d.admin_listen)
+    if listen:
+        parts = split_hostport(listen.encode())
+        if parts is None or parts[1] is None:
+            r.fail("listen", "must be HOST:PORT or [IPv6]:PORT, or empty to disable the admin endpoint")
+    path = r.get("htpasswd", str, d.admin_htpasswd)
+    if listen and not path.startswith("/"):
+        r.fail("htpasswd", "must be an absolute path")
+    return {"admin_listen": listen, "admin_htpasswd": path}
+
+
 SECTIONS = {"sip": _sip, "timers": _timers, "dispatcher": _dispatcher, "database": _database, "log": _log,
-            "control": _control}
+            "control": _control, "admin": _admin}
 
 
 def from_dict(data):

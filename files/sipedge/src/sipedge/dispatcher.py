@@ -217,10 +217,17 @@ class Destination:  # pylint: disable=too-many-instance-attributes
     last_ping: Optional[float] = None  # monotonic time of the last keep-alive result
     last_code: Optional[int] = None  # its code (408 for no answer)
     rtt: Optional[float] = None  # its round trip in seconds, None for no answer
+    pinned: bool = False  # a runtime set-state holds it: keep-alives do not change it (until its row changes)
 
     @property
     def selectable(self) -> bool:
         return not self.flags & SKIP
+
+    @property
+    def status(self) -> str:
+        """The state in a word: active, trying, inactive or disabled."""
+        flags = self.flags
+        return "inactive" if flags & INACTIVE else "disabled" if flags & DISABLED else "trying" if flags & TRYING else "active"
 
     @property
     def state(self) -> str:
@@ -365,7 +372,7 @@ class Dispatcher:
                 continue
             dest.calls, dest.failures = old.calls, old.failures
             dest.last_ping, dest.last_code, dest.rtt = old.last_ping, old.last_code, old.rtt
-            if old.db_flags == dest.db_flags:
+            if old.db_flags == dest.db_flags and not old.pinned:
                 # same flags column: the health state stays (a changed one is an operator's decision)
                 dest.flags, dest.probing_count = old.flags, old.probing_count
         grace = now + self.settings.removed_grace
@@ -518,18 +525,41 @@ class Dispatcher:
             "destinations": [{
                 "index": index, "uri": d.uri, "state": d.state, "flags": d.flags, "priority": d.priority,
                 "attrs": d.attrs, "weight": d.weight, "probing_count": d.probing_count,
+                "status": d.status, "probing": bool(d.flags & PROBING), "pinned": d.pinned,
+                "last_ping": d.last_ping, "last_code": d.last_code, "rtt": d.rtt, "calls": d.calls, "failures": d.failures,
             } for index, d in enumerate(self._sets[setid].dlist)],
         } for setid in sorted(self._sets)]
 
     # -- state -------------------------------------------------------------
 
-    def set_state(self, setid: int, uri: str, state: int) -> bool:
+    def set_state(self, setid: int, uri: str, state: int, pin: bool = False) -> bool:
         """Admin hook (RPC dispatcher.set_state): set the state bits 1|2|4|8.
 
-        Like Kamailio: no event, the probe counter is kept.  False if unknown.
+        Like Kamailio: no event, the probe counter is kept.  With `pin` the
+        state holds: keep-alives leave it alone until the row changes in the
+        DB (or the edge restarts).  False if unknown.
         """
         dest = self._by_key.get((setid, uri))
         if dest is None:
             return False
         dest.flags = (dest.flags & ~(HEALTH_BITS | DISABLED)) | (state & (HEALTH_BITS | DISABLED))
+        dest.pinned = pin
         return True
+
+    def overrides(self) -> list[list]:
+        """[setid, uri, flags] of every destination whose state is not its
+        `flags` column: what another process needs to share this view."""
+        return [[d.setid, d.uri, d.flags] for d in self._by_key.values() if d.flags != d.db_flags]
+
+    def apply_states(self, states: list, full: bool = False) -> None:
+        """Take the states another process decided (see overrides); with
+        `full`, every destination not listed is back at its flags column."""
+        if full:
+            listed = {(setid, uri) for setid, uri, _flags in states}
+            for key, dest in self._by_key.items():
+                if key not in listed:
+                    dest.flags = dest.db_flags
+        for setid, uri, flags in states:
+            dest = self._by_key.get((setid, uri))
+            if dest is not None:
+                dest.flags = flags

@@ -19,7 +19,9 @@ that is gone.
 import logging
 
 from . import build
-from .dispatcher import DISABLED, HEALTH_BITS, INACTIVE, PROBING, SKIP, TRYING
+from .dispatcher import DISABLED, HEALTH_BITS, INACTIVE, PROBING, SKIP, TRYING, Dispatcher, DispatcherSettings
+from .timers import Timers
+from .transaction import TransactionLayer
 
 log = logging.getLogger("sipedge")
 UP, DOWN = "up", "down"
@@ -29,8 +31,9 @@ class Health:
     """The keep-alive state machine, and (given a transaction layer and timers)
     the pings that feed it."""
 
-    def __init__(self, config, dispatcher, txns=None, timers=None, on_event=None):
+    def __init__(self, config, dispatcher, txns=None, timers=None, on_event=None, log_events=True):
         self.dispatcher = dispatcher
+        self.log_events = log_events  # a worker marks quietly: the main process logs, once per edge
         self.txns, self.timers = txns, timers
         self.interval = config.ping_interval
         self.timeout = config.ping_timeout or config.fr_timer  # Kamailio pings with tm's fr_timer
@@ -66,9 +69,11 @@ class Health:
     def result(self, dest, code, now, rtt=None):
         """Apply one keep-alive result (408 for a timeout); returns the event."""
         current = self.dispatcher.find(dest.setid, dest.uri)
-        if current is None or current.flags & DISABLED:
+        if current is None:
             return None
         current.last_ping, current.last_code, current.rtt = now, code, rtt
+        if current.flags & DISABLED or current.pinned:
+            return None
         old, count = current.flags, current.probing_count
         if 200 <= code <= 299 or code in self.reply_codes:
             state = PROBING
@@ -93,7 +98,7 @@ class Health:
     def mark_failed(self, dest):
         """A call failed on `dest`: out of rotation at once, pings bring it back."""
         current = self.dispatcher.find(dest.setid, dest.uri)
-        if current is None or current.flags & DISABLED:
+        if current is None or current.flags & DISABLED or current.pinned:
             return None
         return self._set(current, INACTIVE | PROBING, 0)
 
@@ -105,10 +110,46 @@ class Health:
         if was == now:
             return None
         event = UP if was else DOWN
-        if event is UP:
+        if not self.log_events:
+            pass
+        elif event is UP:
             log.info("Asterisk UP: %s", dest.uri)
         else:
             log.warning("Asterisk DOWN: %s", dest.uri)
         if self.on_event is not None:
             self.on_event(dest, event)
         return event
+
+
+class Checker:
+    """The keep-alives of a whole edge, in the one process that sends them
+    (manager.py): destinations, the state machine, and the client
+    transactions of the pings.  Sans-I/O like the SIP core."""
+
+    def __init__(self, config, send, local, on_event=None):
+        self.timers = Timers()
+        self.dispatcher = Dispatcher(DispatcherSettings(
+            algorithm=config.algorithm, set_algorithms=dict(config.set_algorithms),
+            priority_order=config.priority_order, removed_grace=config.removed_grace))
+        self.txns = TransactionLayer(config, self.timers, send, local, lambda _host, _port: False)
+        self.health = Health(config, self.dispatcher, self.txns, self.timers, on_event)
+
+    def prepare(self, data, resolve=None):
+        """A reload's destinations, prepared in any thread (see Dispatcher.prepare)."""
+        return self.dispatcher.prepare(data.destinations, resolve)
+
+    def commit(self, prepared, now):
+        self.dispatcher.commit(prepared, now)
+
+    def on_datagram(self, data, now):
+        """A datagram on the pings' socket: only answers to our pings count."""
+        self.txns.on_local_response(data, now)
+
+    def start(self, now):
+        self.health.start(now)
+
+    def next_deadline(self):
+        return self.timers.next_deadline()
+
+    def run_timers(self, now):
+        self.timers.run(now)

@@ -45,8 +45,9 @@ class Proxy:
         self.router = Router(config, self.dispatcher, self.is_myself)
         self.txns = TransactionLayer(config, self.timers, self.send, via_local or local, self.is_myself,
                                      on_failure=self._branch_failed, count=self.count)
-        self.health = Health(config, self.dispatcher, self.txns, self.timers)
+        self.health = Health(config, self.dispatcher, self.txns, self.timers, log_events=pings)
         self.pings = pings
+        self.report_failure = None  # (destination) -> None: tells the process that keeps the health checks
         for warning in self.dispatcher.settings_warnings:
             log.warning("%s", warning)
 
@@ -180,6 +181,8 @@ class Proxy:
             return None  # an in-dialog request: no set to fail over in
         failed.destination.failures += 1
         self.health.mark_failed(failed.destination)
+        if self.report_failure is not None:
+            self.report_failure(failed.destination)
         if len(txn.branches) > self.config.failover_attempts:
             return None
         nxt = self.dispatcher.next_destination(failed.setid, [branch.destination for branch in txn.branches])

@@ -501,6 +501,18 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         local.timer = self.timers.start(now + timeout, self._local_timeout, local)
         self.send(data, address)
 
+    def on_local_response(self, data, now):
+        """A datagram where only answers to the edge's own requests are
+        expected (the keep-alives' socket): anything else is dropped."""
+        try:
+            msg = parse(data)
+        except ParseError:
+            return
+        via = msg.top_via
+        local = self.client.get(via.branch) if not msg.is_request and via is not None else None
+        if local.__class__ is LocalRequest:
+            self._local_response(local, msg.status, now)
+
     def _local_response(self, local, status, now):
         if status < 200:
             local.retr.interval = self.t2
