@@ -280,7 +280,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
 
     def _load(self, data, prepared):
         self.checker.commit(prepared, time.monotonic())
-        log.info("routing data loaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
+        log.debug("health checks: routing data loaded: %d destinations", len(data.destinations))
         for worker in self.workers:  # states the workers may have missed
             worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides(), "full": True})
 

@@ -160,7 +160,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         self._store_error = None
         self.link.send({"op": "loaded"})  # the main process answers with the destinations' states
         if reloaded:
-            log.debug("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
+            log.info("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
 
     # ---- the main process ---------------------------------------------------------
     def _message(self, message):
