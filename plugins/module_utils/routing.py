@@ -293,12 +293,10 @@ def plan_table(table, current, desired, absent=(), purge=False):
     for key, want in desired.items():
         have = current.get(key)
         if have is None:
-            row = dict(table.defaults)
-            row.update(want)
-            missing = [name for name in table.fields if name not in row]
+            missing = [name for name in table.fields if name not in want and name not in table.defaults]
             if missing:
                 raise PlanError('%s: required to add %s (it does not exist yet)' % (', '.join(missing), table.describe(key)))
-            added.append(row)
+            added.append({name: want.get(name, table.defaults.get(name)) for name in table.fields})
         elif any(have[name] != value for name, value in want.items()):
             after = dict(have)
             after.update(want)
