@@ -107,6 +107,8 @@ def check_uri(value, param):
         raise _bad(param, 'sips: is refused: TLS is not supported yet (the router speaks UDP)', value)
     if scheme != 'sip':
         raise _bad(param, form, value)
+    if port is not None and ':' in port:
+        raise _bad(param, 'an IPv6 address must be in brackets, sip:[ADDRESS]:PORT', value)
     if host.startswith('['):
         try:
             ipaddress.IPv6Address(host[1:-1])
