@@ -12,22 +12,21 @@ version_added: 0.1.0
 description:
   - Returns the rows of the routing DB's C(sip_domains) and C(dispatcher) tables, in the terms of
     M(voip.sip_edge.sip_domain) and M(voip.sip_edge.sip_destination).
-  - When the router's control socket answers, adds each destination's live state as the router sees it
-    (active, trying, inactive or disabled; whether it is being probed; any other field the router reports).
-    With worker processes, each process answers on its own socket and each destination gets one entry per process.
-  - Works when the router is not running; RV(router) then says that no socket answered.
+  - When the router's control socket answers, adds each destination's live state as the router
+    sees it (what C(sipedge ctl --json dispatcher list) shows), such as active, trying, inactive
+    or disabled, whether it is being probed, and its last keep-alive.
+  - Works when the router is not running; RV(router) then says so.
   - Reads only; never reports a change.
 options:
   control_socket:
     description:
       - The router's control socket (C([control] socket) of C(sipedge.toml)).
-      - When this path does not exist, every C(<control_socket>.*) is asked (one per worker process).
     type: path
     default: /run/sipedge/sipedge.sock
 seealso:
   - module: voip.sip_edge.sip_routing
 notes:
-  - Each socket gets 5 seconds to answer.
+  - The router gets 10 seconds to answer.
 attributes:
   check_mode:
     support: full
@@ -48,14 +47,13 @@ EXAMPLES = r'''
   voip.sip_edge.sip_edge_info:
   register: edge
 
-- name: Fail when a destination is not active in every router process
+- name: Fail when a destination the router has loaded is not active
   ansible.builtin.assert:
-    that: item.live | rejectattr('status', 'eq', 'active') | list | length == 0
-    fail_msg: "{{ item.uri }} (set {{ item.setid }}) is not active: {{ item.live | map(attribute='state') | list }}"
-  loop: "{{ edge.destinations }}"
+    that: item.live.status == 'active'
+    fail_msg: "{{ item.uri }} (set {{ item.setid }}) is {{ item.live.status }}, last keep-alive answer {{ item.live.last_code }}"
+  loop: "{{ edge.destinations | selectattr('live') | list }}"
   loop_control:
     label: "{{ item.uri }}"
-  when: edge.router.answered
 '''
 
 RETURN = r'''
@@ -95,9 +93,9 @@ destinations:
       attrs: {}
       admin_state: active
       description: acme
-      live:
-        - {socket: /run/sipedge/sipedge.sock, algorithm: 4, index: 0, uri: "sip:10.0.1.10:5060", state: AP,
-           status: active, probing: true, flags: 8, priority: 0, attrs: weight=50, weight: 50, probing_count: 0}
+      live: {algorithm: 4, index: 0, uri: "sip:10.0.1.10:5060", state: AP, status: active, probing: true, pinned: false,
+             flags: 8, priority: 0, attrs: weight=50, weight: 50, probing_count: 0, last_ping: 1795989615.051,
+             last_code: 200, rtt: 0.000412, calls: 12, failures: 0}
   contains:
     setid:
       description: The dispatcher set.
@@ -129,63 +127,54 @@ destinations:
       returned: success
     live:
       description:
-        - The destination as each answering router process has it loaded, empty when no process answered
-          or none has this destination loaded (yet).
-        - Holds every field the router reports (C(index), C(uri), C(state), C(flags), C(priority), C(attrs),
-          C(weight), C(probing_count) today, and any it adds later), plus RV(destinations[].live[].socket),
-          RV(destinations[].live[].algorithm), RV(destinations[].live[].status) and RV(destinations[].live[].probing).
-      type: list
-      elements: dict
+        - The destination as the running router has it loaded, null when the router did not answer
+          or has not loaded this row (yet).
+        - Every field the router reports for it (C(sipedge ctl --json dispatcher list), docs/CONTRACT.md),
+          and the set's RV(destinations[].live.algorithm); the main ones are below.
+      type: dict
       returned: success
       contains:
-        socket:
-          description: The control socket of the process that answered.
-          type: str
-          returned: success
         algorithm:
-          description: The set's dispatcher algorithm in that process.
+          description: The set's dispatcher algorithm.
           type: int
-          returned: success
+          returned: when the router answered
         state:
           description: Kamailio's two-letter state, C(AX), C(AP), C(TP), C(IP), C(DX)...
           type: str
-          returned: success
+          returned: when the router answered
         status:
-          description: The first letter in words.
+          description: The state in words.
           type: str
           choices: [active, trying, inactive, disabled]
-          returned: success
+          returned: when the router answered
         probing:
-          description: Whether the router is probing the destination (second letter C(P)).
+          description: Whether the router is probing the destination.
           type: bool
-          returned: success
+          returned: when the router answered
+        last_ping:
+          description: When the last keep-alive was answered or timed out (epoch seconds), null before the first.
+          type: float
+          returned: when the router answered
 router:
-  description: What the router's control sockets answered.
+  description: Whether the router's control socket answered.
   returned: success
   type: dict
   contains:
     answered:
-      description: Whether at least one router process answered.
+      description: Whether the router answered.
       type: bool
       returned: success
-    sockets:
-      description: The sockets that answered.
-      type: list
-      elements: str
-      returned: success
-    errors:
-      description: The sockets that exist but did not answer, each with the reason.
-      type: list
-      elements: str
+    socket:
+      description: The control socket asked.
+      type: str
       returned: success
     msg:
-      description: One sentence saying what was found.
+      description: One sentence saying what happened.
       type: str
       returned: success
       sample: no control socket at /run/sipedge/sipedge.sock (is sipedge running?)
 '''
 
-import glob
 import json
 import os
 import socket
@@ -196,51 +185,35 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.voip.sip_edge.plugins.module_utils import routing
 from ansible_collections.voip.sip_edge.plugins.module_utils.routing_db import RoutingDBError, connect, read_rows, routing_db_argument_spec
 
-SOCKET_TIMEOUT = 5.0
-STATUS = {'A': 'active', 'T': 'trying', 'I': 'inactive', 'D': 'disabled'}
-
-
-def control_sockets(path):
-    """The path itself, else one socket per worker process (<path>.<pid>), as `sipedge ctl` does."""
-    if os.path.exists(path):
-        return [path]
-    return sorted(glob.glob(glob.escape(path) + '.*'))
+SOCKET_TIMEOUT = 10.0
 
 
 def ask(path):
-    """The router's `dispatcher` answer: a list of sets, each with its destinations."""
+    """The router's answer to `dispatcher list`: one line in, one JSON document out (docs/CONTRACT.md)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(SOCKET_TIMEOUT)
         sock.connect(path)
-        sock.sendall(b'dispatcher\n')
+        sock.sendall(b'dispatcher list\n')
         with sock.makefile('rb') as answer:
-            return json.loads(answer.read())
+            sets = json.loads(answer.read())
+    if isinstance(sets, dict):
+        raise ValueError(sets.get('error', sets))
+    return sets
 
 
 def live_states(path):
-    """{(setid, uri): [live entry]} from every router process, and the router summary."""
-    live = {}
-    router = dict(answered=False, sockets=[], errors=[])
-    for one in control_sockets(path):
-        try:
-            sets = ask(one)
-            for dset in sets:
-                for dest in dset['destinations']:
-                    state = dest.get('state', '')
-                    entry = dict(dest, socket=one, algorithm=dset.get('algorithm'),
-                                 status=STATUS.get(state[:1], 'unknown'), probing=state[1:2] == 'P')
-                    live.setdefault((dset['setid'], dest['uri']), []).append(entry)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            router['errors'].append('%s: %s' % (one, exc))
-            continue
-        router['sockets'].append(one)
-    router['answered'] = bool(router['sockets'])
-    if router['answered']:
-        router['msg'] = '%d router process(es) answered' % len(router['sockets'])
-    elif router['errors']:
-        router['msg'] = 'no router process answered at %s' % path
-    else:
+    """{(setid, uri): the router's entry} and what the router's socket did."""
+    router = {'answered': False, 'socket': path}
+    if not os.path.exists(path):
         router['msg'] = 'no control socket at %s (is sipedge running?)' % path
+        return {}, router
+    try:
+        live = {(dset['setid'], dest['uri']): dict(dest, algorithm=dset['algorithm'])
+                for dset in ask(path) for dest in dset['destinations']}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        router['msg'] = 'the router did not answer at %s: %s' % (path, exc)
+        return {}, router
+    router.update(answered=True, msg='the router answered at %s' % path)
     return live, router
 
 
@@ -264,7 +237,7 @@ def main():
     module.exit_json(
         changed=False,
         domains=list(domains.values()),
-        destinations=[dict(row, live=live.get(key, [])) for key, row in destinations.items()],
+        destinations=[dict(row, live=live.get(key)) for key, row in destinations.items()],
         router=router,
     )
 

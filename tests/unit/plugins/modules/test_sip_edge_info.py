@@ -15,11 +15,14 @@ import pytest
 from ansible_collections.voip.sip_edge.plugins.modules import sip_edge_info
 from ansible_collections.voip.sip_edge.tests.unit.plugins.modules.utils import run_module
 
+# What `sipedge ctl --json dispatcher list` answers (docs/CONTRACT.md).
 SETS = [{'setid': 10, 'algorithm': 9, 'destinations': [
-    {'index': 0, 'uri': 'sip:10.0.1.10:5060', 'state': 'AP', 'flags': 8, 'priority': 0, 'attrs': 'weight=50', 'weight': 50,
-     'probing_count': 0, 'last_ping': 1764451200.5},
-    {'index': 1, 'uri': 'sip:10.0.1.11:5060', 'state': 'IP', 'flags': 9, 'priority': 0, 'attrs': 'weight=50', 'weight': 50,
-     'probing_count': 2},
+    {'index': 0, 'uri': 'sip:10.0.1.10:5060', 'state': 'AP', 'status': 'active', 'probing': True, 'pinned': False, 'flags': 8,
+     'priority': 0, 'attrs': 'weight=50', 'weight': 50, 'probing_count': 0, 'last_ping': 1795989615.051, 'last_code': 200,
+     'rtt': 0.000412, 'calls': 12, 'failures': 0},
+    {'index': 1, 'uri': 'sip:10.0.1.11:5060', 'state': 'IP', 'status': 'inactive', 'probing': True, 'pinned': False, 'flags': 9,
+     'priority': 0, 'attrs': 'weight=50', 'weight': 50, 'probing_count': 2, 'last_ping': 1795989615.2, 'last_code': 408,
+     'rtt': None, 'calls': 0, 'failures': 0, 'a_future_field': 'kept'},
 ]}]
 
 
@@ -79,47 +82,47 @@ def test_rows_without_a_router(filled, sockdir):
     assert result['domains'] == [{'domain': 'acme.example.com', 'setid': 10, 'enabled': True, 'comment': 'acme'},
                                  {'domain': 'off.example.com', 'setid': 11, 'enabled': False, 'comment': None}]
     assert [(row['uri'], row['admin_state'], row['weight'], row['live']) for row in result['destinations']] == [
-        ('sip:10.0.1.11:5060', 'active', 50, []), ('sip:10.0.1.10:5060', 'disabled', 50, [])]
-    assert result['router'] == {'answered': False, 'sockets': [], 'errors': [],
-                                'msg': 'no control socket at %s (is sipedge running?)' % sock}
+        ('sip:10.0.1.11:5060', 'active', 50, None), ('sip:10.0.1.10:5060', 'disabled', 50, None)]
+    assert result['router'] == {'answered': False, 'socket': sock, 'msg': 'no control socket at %s (is sipedge running?)' % sock}
 
 
-def test_live_state_in_words_and_every_router_field(filled, sockdir):
+def test_live_state_with_every_router_field(filled, sockdir):
     sock = os.path.join(sockdir, 'sipedge.sock')
     with control_socket(sock, json.dumps(SETS).encode() + b'\n') as commands:
         result = info(filled, sock, _ansible_check_mode=True)
-    assert commands == [b'dispatcher\n']
+    assert commands == [b'dispatcher list\n']
     assert result['changed'] is False
-    assert result['router'] == {'answered': True, 'sockets': [sock], 'errors': [], 'msg': '1 router process(es) answered'}
+    assert result['router'] == {'answered': True, 'socket': sock, 'msg': 'the router answered at %s' % sock}
     live = {row['uri']: row['live'] for row in result['destinations']}
-    assert live['sip:10.0.1.10:5060'] == [dict(SETS[0]['destinations'][0], socket=sock, algorithm=9, status='active', probing=True)]
-    assert live['sip:10.0.1.11:5060'][0]['status'] == 'inactive'
-    assert live['sip:10.0.1.11:5060'][0]['probing_count'] == 2
+    assert live['sip:10.0.1.10:5060'] == dict(SETS[0]['destinations'][0], algorithm=9)
+    assert live['sip:10.0.1.11:5060'] == dict(SETS[0]['destinations'][1], algorithm=9)
 
 
-def test_one_socket_per_worker_process(filled, sockdir):
-    base = os.path.join(sockdir, 'sipedge.sock')
-    trying = [dict(SETS[0], destinations=[dict(SETS[0]['destinations'][0], state='TX')])]
-    with control_socket(base + '.101', json.dumps(SETS).encode()), control_socket(base + '.102', json.dumps(trying).encode()):
-        result = info(filled, base)
-    assert result['router']['sockets'] == [base + '.101', base + '.102']
+def test_rows_the_router_has_not_loaded_have_no_live_state(filled, sockdir):
+    sock = os.path.join(sockdir, 'sipedge.sock')
+    with control_socket(sock, json.dumps([dict(SETS[0], destinations=SETS[0]['destinations'][:1])]).encode()):
+        result = info(filled, sock)
     live = {row['uri']: row['live'] for row in result['destinations']}
-    assert [(entry['socket'], entry['status'], entry['probing']) for entry in live['sip:10.0.1.10:5060']] == [
-        (base + '.101', 'active', True), (base + '.102', 'trying', False)]
-    assert len(live['sip:10.0.1.11:5060']) == 1
+    assert live['sip:10.0.1.10:5060']['status'] == 'active' and live['sip:10.0.1.11:5060'] is None
 
 
-def test_a_socket_that_does_not_answer_is_reported(filled, sockdir):
-    base = os.path.join(sockdir, 'sipedge.sock')
+def test_an_error_answer_is_reported(filled, sockdir):
+    sock = os.path.join(sockdir, 'sipedge.sock')
+    with control_socket(sock, b'{"error": "unknown command"}'):
+        result = info(filled, sock)
+    assert result['router'] == {'answered': False, 'socket': sock, 'msg': 'the router did not answer at %s: unknown command' % sock}
+    assert all(row['live'] is None for row in result['destinations'])
+
+
+def test_a_socket_nobody_listens_on_is_reported(filled, sockdir):
+    sock = os.path.join(sockdir, 'sipedge.sock')
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(base + '.7')  # left over by a process that is gone: nobody accepts
+    stale.bind(sock)  # left over by a router that is gone
     stale.close()
-    with control_socket(base + '.8', b'{"error": "unknown command"}'):
-        result = info(filled, base)
+    result = info(filled, sock)
     assert result['router']['answered'] is False
-    assert result['router']['msg'] == 'no router process answered at %s' % base
-    assert [error.split(':')[0] for error in result['router']['errors']] == [base + '.7', base + '.8']
-    assert all(row['live'] == [] for row in result['destinations'])
+    assert result['router']['msg'].startswith('the router did not answer at %s: ' % sock)
+    assert 'refused' in result['router']['msg']
 
 
 def test_missing_db_and_other_version(tmp_path, db, sql, sockdir):
