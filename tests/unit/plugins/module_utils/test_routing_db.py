@@ -82,11 +82,10 @@ def test_read_write_connection_keeps_wal(db, sql):
 
 
 def test_write_then_read_gives_the_planned_rows(db):
-    desired = [
-        (routing.DOMAINS, {('a.example',): {'domain': 'a.example', 'setid': 1, 'enabled': False, 'comment': 'acme'}}),
-        (routing.DESTINATIONS, {(1, 'sip:h'): {'setid': 1, 'uri': 'sip:h', 'priority': 3, 'weight': 9, 'attrs': {'duid': 'x'},
-                                                'admin_state': 'disabled', 'description': 'acme'}}),
-    ]
+    domain = {'domain': 'a.example', 'setid': 1, 'enabled': False, 'comment': 'acme'}
+    destination = {'setid': 1, 'uri': 'sip:h', 'priority': 3, 'weight': 9, 'attrs': {'duid': 'x'}, 'admin_state': 'disabled',
+                   'description': 'acme'}
+    desired = [(routing.DOMAINS, {('a.example',): domain}), (routing.DESTINATIONS, {(1, 'sip:h'): destination})]
     conn = connect(db, read_only=False)
     try:
         for table, rows in desired:
