@@ -122,8 +122,8 @@ seealso:
 notes:
   - Check mode opens the DB read-only and reports exactly the counts and the diff a real run would.
   - The diff shows before and after of only the rows that change.
-  - Measured on a 2-core machine, 10,000 domains and 20,000 destinations are applied in about 2 seconds
-    of module time; a run that changes nothing takes about 1 second.
+  - Measured on a 2-core machine, 10,000 domains and 20,000 destinations take about 1 second of module time,
+    whether they are all new, all unchanged or one of them changes.
 attributes:
   check_mode:
     support: full
