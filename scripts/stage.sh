@@ -39,7 +39,10 @@ stage_lint() {
     say "ansible-lint (profile production, .ansible-lint)"
     local color=()
     [ -t 1 ] || color=(--nocolor)
-    if ansible-lint "${color[@]}"; then p=$((p + 1)); else f=$((f + 1)); fi
+    # Its own ANSIBLE_HOME: ansible-lint puts $ANSIBLE_HOME/collections first on the
+    # collections path, and ~/.ansible/collections may hold another checkout's
+    # copy of this collection (Molecule installs there), hiding this one's modules.
+    if ANSIBLE_HOME="$BUILD/ansible-home" ansible-lint "${color[@]}"; then p=$((p + 1)); else f=$((f + 1)); fi
     say "antsibull-changelog lint"
     if antsibull-changelog lint; then p=$((p + 1)); else f=$((f + 1)); fi
     record "$p" "$f" 0
