@@ -81,8 +81,8 @@ def test_values_are_converted_as_the_role_argument_spec_converts_them():
 
 def test_the_limits_are_accepted():
     top = 2 ** 31 - 1
-    rows = tenant_routing([tenant(setid=top, destinations=[{'uri': 'sip:192.0.2.20', 'priority': top, 'weight': 100},
-                                                            {'uri': 'sip:192.0.2.21', 'weight': 0}])])
+    destinations = [{'uri': 'sip:192.0.2.20', 'priority': top, 'weight': 100}, {'uri': 'sip:192.0.2.21', 'weight': 0}]
+    rows = tenant_routing([tenant(setid=top, destinations=destinations)])
     assert rows['domains'][0]['setid'] == top
     assert [(d['priority'], d['weight']) for d in rows['destinations']] == [(top, 100), (0, 0)]
 
