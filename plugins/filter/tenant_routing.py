@@ -31,8 +31,11 @@ def _type_name(value):
 
 
 def _mapping(value, where, fields):
+    """value as a plain dict, each field read once (Ansible hands filters lazy containers in
+    which every read is a templating step)."""
     if not isinstance(value, Mapping):
         _fail(where, 'must be a dict, got %s' % _type_name(value))
+    value = dict(value)
     unknown = sorted(str(key) for key in value if key not in fields)
     if unknown:
         _fail(where, 'unknown field(s) %s (known: %s)' % (', '.join(unknown), ', '.join(fields)))
