@@ -12,7 +12,7 @@ SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLE = os.path.join(collection_root(), "roles", "tenants")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def first_pid(host):
     """The router's PID when the verifier starts (after converge and idempotence)."""
     return int(host.check_output("systemctl show -p MainPID --value %s", SERVICE))
