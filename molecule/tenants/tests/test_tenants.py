@@ -5,7 +5,8 @@ purge on) and the second converge changed nothing. These tests check the rows, p
 SIPp call per tenant through the edge (127.0.0.1:5060) to that tenant's SIPp backend on the
 container's loopback, then run the playbook again as an operator would after editing the
 inventory: beta removed with purge off (nothing deleted), every tenant removed with purge
-on (refused), beta removed with purge on (its rows go). Then beta's calls get nothing back,
+on (refused), beta removed with purge on in check mode (reported, not written), then for
+real (its rows go). Then beta's calls get nothing back,
 alpha's are still answered, and the router was never restarted.
 
 The tests run in file order: the later ones depend on the earlier ones' changes.
@@ -63,16 +64,16 @@ def expected_rows(*names):
     return {"domains": sorted(domains), "destinations": sorted(destinations)}
 
 
-def run_site(directory, **group_vars):
-    """ansible-playbook voip.sip_edge.site --tags sip_edge_tenants on this scenario's host,
-    with the scenario's group_vars changed as given (a fresh inventory in directory)."""
+def run_site(directory, *options, **group_vars):
+    """ansible-playbook voip.sip_edge.site --tags sip_edge_tenants [options] on this scenario's
+    host, with the scenario's group_vars changed as given (a fresh inventory in directory)."""
     inventory = directory / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as handle:
         (inventory / "hosts.yml").write_text(handle.read(), encoding="utf-8")
     (inventory / "group_vars" / "sip_edge.yml").write_text(yaml.safe_dump(dict(INVENTORY, **group_vars)), encoding="utf-8")
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
-               "--tags", "sip_edge_tenants", "voip.sip_edge.site"]
+               "--tags", "sip_edge_tenants", *options, "voip.sip_edge.site"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     print("\n$ %s  (with %s)\n%s%s" % (" ".join(command[1:]), group_vars, result.stdout[-2500:], result.stderr[-2500:]))
     return result
@@ -136,6 +137,16 @@ def test_a_purge_of_every_tenant_is_refused(host, tmp_path):
     assert recap(result)["failed"] == 1
     assert "purge would remove all 2 rows of sip_domains" in result.stderr
     assert "refused without force" in result.stderr
+    assert rows(host) == expected_rows("alpha", "beta")
+
+
+def test_check_mode_shows_the_purge_and_writes_nothing(host, tmp_path):
+    result = run_site(tmp_path, "--check", "--diff", sip_edge_tenants=[TENANTS["alpha"]])
+    assert result.returncode == 0
+    assert recap(result)["changed"] == 1
+    assert ("check mode, nothing written; would be: domains 0 added, 0 updated, 1 removed;"
+            " destinations 0 added, 0 updated, 1 removed\"") in result.stdout
+    assert "beta.tenants.test" in result.stdout and "sip:127.0.0.3:5070" in result.stdout  # the diff
     assert rows(host) == expected_rows("alpha", "beta")
 
 
