@@ -8,7 +8,7 @@ SETUP := scripts/setup.sh
 STAGE := scripts/stage.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv packages collections docker image lint sanity units router-test \
+.PHONY: help venv packages collections docker image lint sanity units integration router-test \
 	conformance molecule test demo bench clean docker-stop lock
 
 help: ## list the targets
@@ -37,6 +37,9 @@ sanity: ## ansible-test sanity (no ignore files)
 
 units: ## ansible-test units
 	@bash $(STAGE) units
+
+integration: ## ansible-test integration (the modules' targets, on temporary DBs)
+	@bash $(STAGE) integration
 
 router-test: ## the router's own pytest suite (files/sipedge/tests)
 	@bash $(STAGE) router-test

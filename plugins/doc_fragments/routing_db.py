@@ -20,6 +20,12 @@ options:
         C(module_defaults) and the action group C(group/voip.sip_edge.sip_edge).
     type: path
     default: /var/lib/sipedge/routing.db
+attributes:
+  action_group:
+    description: Use C(group/voip.sip_edge.sip_edge) in C(module_defaults) to set defaults (such as O(db)) for this module.
+    support: full
+    membership:
+      - voip.sip_edge.sip_edge
 notes:
   - The router reads the DB while a module writes to it (WAL journal mode); a module waits up to 30 seconds
     for another writer. The router picks up a committed change within about a second, without a restart.

@@ -107,6 +107,8 @@ def check_uri(value, param):
         raise _bad(param, 'sips: is refused: TLS is not supported yet (the router speaks UDP)', value)
     if scheme != 'sip':
         raise _bad(param, form, value)
+    if port is not None and ':' in port:
+        raise _bad(param, 'an IPv6 address must be in brackets, sip:[ADDRESS]:PORT', value)
     if host.startswith('['):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -293,12 +295,10 @@ def plan_table(table, current, desired, absent=(), purge=False):
     for key, want in desired.items():
         have = current.get(key)
         if have is None:
-            row = dict(table.defaults)
-            row.update(want)
-            missing = [name for name in table.fields if name not in row]
+            missing = [name for name in table.fields if name not in want and name not in table.defaults]
             if missing:
                 raise PlanError('%s: required to add %s (it does not exist yet)' % (', '.join(missing), table.describe(key)))
-            added.append(row)
+            added.append({name: want.get(name, table.defaults.get(name)) for name in table.fields})
         elif any(have[name] != value for name, value in want.items()):
             after = dict(have)
             after.update(want)

@@ -185,9 +185,15 @@ def _watched(domains, domains_after, destination_changes):
     return watched
 
 
-def diff(path, outcome):
-    """Ansible's diff: before/after of only the rows that change, per table option name."""
+def table_diff(path, outcome):
+    """Ansible's diff of a many-row change: before/after lists of only the rows that change, per option name."""
     before, after = {}, {}
     for table, changes in ((routing.DOMAINS, outcome.domains), (routing.DESTINATIONS, outcome.destinations)):
         before[table.param], after[table.param] = routing.diff_rows(changes)
     return {'before_header': path, 'after_header': path, 'before': before, 'after': after}
+
+
+def row_diff(path, changes):
+    """Ansible's diff of a one-row change: the row before and after ({} where there is none)."""
+    before, after = routing.diff_rows(changes)
+    return {'before_header': path, 'after_header': path, 'before': before[0] if before else {}, 'after': after[0] if after else {}}

@@ -122,8 +122,8 @@ seealso:
 notes:
   - Check mode opens the DB read-only and reports exactly the counts and the diff a real run would.
   - The diff shows before and after of only the rows that change.
-  - Measured on a 2-core machine, 10,000 domains and 20,000 destinations are applied in about 2 seconds
-    of module time; a run that changes nothing takes about 1 second.
+  - Measured on a 2-core machine, 10,000 domains and 20,000 destinations take about 1 second of module time,
+    whether they are all new, all unchanged or one of them changes.
 attributes:
   check_mode:
     support: full
@@ -208,7 +208,7 @@ backup_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.voip.sip_edge.plugins.module_utils import routing
-from ansible_collections.voip.sip_edge.plugins.module_utils.routing_db import converge, diff, routing_db_argument_spec
+from ansible_collections.voip.sip_edge.plugins.module_utils.routing_db import converge, routing_db_argument_spec, table_diff
 
 
 def argument_spec():
@@ -258,7 +258,12 @@ def main():
     if outcome.backup_file:
         result['backup_file'] = outcome.backup_file
     if module._diff:
-        result['diff'] = diff(module.params['db'], outcome)
+        result['diff'] = table_diff(module.params['db'], outcome)
+    # Echoing every item back cost more than the work itself (measured, 30,000
+    # items: 0.5 s of the module's no_log scrub and 2 s on the controller):
+    # -vvv shows how many items there were instead.
+    result['invocation'] = {'module_args': dict(module.params, **{
+        param: '(%d items)' % len(module.params[param]) for param in ('domains', 'destinations')})}
     module.exit_json(**result)
 
 

@@ -125,9 +125,12 @@ class SipedgeProc:
 SIPEDGE_TOML = """\
 [sip]
 listen = ["udp:{addr}:{port}"]
+drain_timeout = 0
 
 [dispatcher]
 set_algorithms = {{ {alg8} }}
+# The seed has no failure_route: compared with it, sipedge answers as it does.
+failover = false
 
 [database]
 path = "{db}"

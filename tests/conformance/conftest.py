@@ -78,7 +78,7 @@ def _transactions_drained(setup, limit: float = 45.0) -> dict:
     end = time.monotonic() + limit
     stats: dict = {}
     while time.monotonic() < end:
-        r = subprocess.run([*setup.sipedge_cmd, "ctl", "--socket", str(setup.control), "stats"],
+        r = subprocess.run([*setup.sipedge_cmd, "ctl", "--socket", str(setup.control), "--json", "stats"],
                            env=setup.sipedge_env, capture_output=True, text=True, timeout=20, check=False)
         if r.returncode == 0:
             stats = json.loads(r.stdout)

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from harness import B1, B2, B3, CLIENT, request
+from sipedge.store import RoutingData
 
 
 def only_reply(sent):
@@ -184,6 +185,18 @@ def test_in_dialog_target_name_is_not_resolved(edge):
     data = request(b"BYE", ruri=b"sip:alice@pbx.tenant1.test", to_tag=b"x", headers=[b"Route: <sip:127.0.0.1;lr>"])
     _unused, msg = only_reply(edge.recv(data))
     assert msg.status == 478
+
+
+def test_named_destination_goes_to_the_address_resolved_at_load(make_edge):
+    """A destination written as a host name is sent to the address the shell
+    resolved at load time; while it does not resolve, requests get 478."""
+    edge = make_edge(destinations=((10, "sip:pbx.tenant1.test:5080", 0, 0, None),))
+    _unused, msg = only_reply(edge.recv(request(b"OPTIONS")))
+    assert (msg.status, msg.reason) == (478, b"Unresolvable destination (478/SL)")
+    data = RoutingData({"tenant1.test": 10}, ((10, "sip:pbx.tenant1.test:5080", 0, 0, None),))
+    edge.proxy.commit(edge.proxy.prepare(data, {"pbx.tenant1.test": "127.0.0.31"}.get), edge.now)
+    addr, _unused = forwarded(edge.recv(request(b"OPTIONS", branch=b"z9hG4bKc2")))
+    assert addr == ("127.0.0.31", 5080)
 
 
 # ---- methods --------------------------------------------------------------------------------
