@@ -5,8 +5,9 @@
 
 Documentation: tenant_routing.yml next to this file (ansible-doc -t filter voip.sip_edge.tenant_routing).
 Every error names the tenant (its name and its index in the list) and the field, and an
-error between two tenants names both. Plain Python over the list, once: 10,000 tenants
-take a few tens of milliseconds.
+error between two tenants names both. One pass over the list: 10,000 tenants with 20,000
+destinations take about 0.1 s as plain data; inside a template, where Ansible hands the
+filter lazy containers that template every value read, about 1.5 s.
 """
 
 from __future__ import annotations
@@ -57,12 +58,12 @@ def _text(value, where):
 
 
 def _integer(value, where, high):
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = check_type_int(value)
-    except TypeError:
-        number = None
+    number = None
+    if not isinstance(value, bool):  # check_type_int would take True for 1
+        try:
+            number = check_type_int(value)
+        except TypeError:
+            pass
     if number is None or not 0 <= number <= high:
         _fail(where, 'must be an integer from 0 to %d, got %r' % (high, value))
     return number
@@ -75,8 +76,35 @@ def _bool(value, where):
         _fail(where, 'must be a boolean, got %r' % (value,))
 
 
+def _destination(raw, at, setid, name):
+    """One destination of tenant name (set setid) as a sip_routing item; at names it in errors."""
+    destination = _mapping(raw, at, DESTINATION_FIELDS)
+    admin_state = destination.get('admin_state', 'active')
+    if admin_state not in ADMIN_STATES:
+        _fail(at + '.admin_state', 'must be one of %s, got %r' % (', '.join(ADMIN_STATES), admin_state))
+    item = {
+        'setid': setid,
+        'uri': _text(destination.get('uri'), at + '.uri'),
+        'priority': _integer(destination.get('priority', 0), at + '.priority', MAX_ID),
+        'admin_state': admin_state,
+        'description': name,
+    }
+    if destination.get('weight') is not None:
+        item['weight'] = _integer(destination['weight'], at + '.weight', 100)
+    if destination.get('description') is not None:
+        item['description'] = '%s: %s' % (name, _text(destination['description'], at + '.description'))
+    return item
+
+
+def _once(seen, key, index, at, value):
+    """Remember that item index of a list has key; fail when an earlier item had it."""
+    first = seen.setdefault(key, index)
+    if first != index:
+        _fail(at, '%r is listed twice (also item %d)' % (value, first))
+
+
 def _tenant(index, raw):
-    """One tenant, checked: (where, name, setid, enabled, domains, destinations)."""
+    """One tenant, checked: (where, name, setid, enabled, domains, destination items)."""
     where = 'tenants[%d]' % index
     tenant = _mapping(raw, where, TENANT_FIELDS)
     name = _text(tenant.get('name'), where + '.name')
@@ -85,26 +113,16 @@ def _tenant(index, raw):
         _fail(where, 'setid: required')
     setid = _integer(tenant['setid'], where + ': setid', MAX_ID)
     enabled = _bool(tenant.get('enabled', True), where + ': enabled')
-    domains = [_text(domain, '%s: domains[%d]' % (where, i))
-               for i, domain in enumerate(_list(tenant.get('domains'), where + ': domains'))]
-    destinations = []
-    for i, raw_destination in enumerate(_list(tenant.get('destinations'), where + ': destinations')):
+    domains, seen = [], {}
+    for i, domain in enumerate(_list(tenant.get('domains'), where + ': domains')):
+        at = '%s: domains[%d]' % (where, i)
+        domains.append(_text(domain, at))
+        _once(seen, domain.lower(), i, at, domain)  # host names are case-insensitive
+    destinations, seen = [], {}
+    for i, destination in enumerate(_list(tenant.get('destinations'), where + ': destinations')):
         at = '%s: destinations[%d]' % (where, i)
-        destination = _mapping(raw_destination, at, DESTINATION_FIELDS)
-        item = {
-            'setid': setid,
-            'uri': _text(destination.get('uri'), at + '.uri'),
-            'priority': _integer(destination.get('priority', 0), at + '.priority', MAX_ID),
-            'admin_state': destination.get('admin_state', 'active'),
-            'description': name,
-        }
-        if item['admin_state'] not in ADMIN_STATES:
-            _fail(at + '.admin_state', 'must be one of %s, got %r' % (', '.join(ADMIN_STATES), item['admin_state']))
-        if destination.get('weight') is not None:
-            item['weight'] = _integer(destination['weight'], at + '.weight', 100)
-        if destination.get('description') is not None:
-            item['description'] = '%s: %s' % (name, _text(destination['description'], at + '.description'))
-        destinations.append(item)
+        destinations.append(_destination(destination, at, setid, name))
+        _once(seen, destinations[-1]['uri'], i, at + '.uri', destinations[-1]['uri'])
     return where, name, setid, enabled, domains, destinations
 
 
@@ -121,18 +139,10 @@ def tenant_routing(tenants):
                 raise AnsibleFilterError('tenant_routing: %s is used by two tenants: %s and %s' % (what, seen[key], where))
             seen[key] = where
         for domain in tenant_domains:
-            key = domain.lower()  # host names are case-insensitive: 'A.test' and 'a.test' are one domain
-            if key in seen_domains:
-                first = seen_domains[key]
-                raise AnsibleFilterError('tenant_routing: domain %r is %s' % (
-                    domain, 'listed twice by %s' % where if first == where else 'claimed by two tenants: %s and %s' % (first, where)))
-            seen_domains[key] = where
+            first = seen_domains.setdefault(domain.lower(), where)
+            if first != where:
+                raise AnsibleFilterError('tenant_routing: domain %r is claimed by two tenants: %s and %s' % (domain, first, where))
             domains.append({'domain': domain, 'setid': setid, 'enabled': enabled, 'comment': name})
-        uris = set()
-        for item in tenant_destinations:
-            if item['uri'] in uris:
-                raise AnsibleFilterError('tenant_routing: destination %r is listed twice by %s' % (item['uri'], where))
-            uris.add(item['uri'])
         destinations.extend(tenant_destinations)
     return {'domains': domains, 'destinations': destinations}
 

@@ -101,10 +101,6 @@ def test_the_input_is_not_changed():
      "domain 'Alpha.Example.COM' is claimed by two tenants: tenant 'alpha' (tenants[0]) and tenant 'beta' (tenants[1])"),
     ([ALPHA, BETA, tenant(setid=30, domains=[])],
      "name 'beta' is used by two tenants: tenant 'beta' (tenants[1]) and tenant 'beta' (tenants[2])"),
-    ([ALPHA, tenant(domains=['beta.example.com', 'beta.example.com'])],
-     "domain 'beta.example.com' is listed twice by tenant 'beta' (tenants[1])"),
-    ([tenant(destinations=[{'uri': 'sip:192.0.2.20'}, {'uri': 'sip:192.0.2.20', 'priority': 2}])],
-     "destination 'sip:192.0.2.20' is listed twice by tenant 'beta' (tenants[0])"),
 ])
 def test_conflicts_name_both_tenants(tenants, message):
     assert error(tenants) == 'tenant_routing: ' + message
@@ -136,6 +132,10 @@ def test_conflicts_name_both_tenants(tenants, message):
     (tenant(destinations=[{'uri': 'sip:192.0.2.20', 'prio': 1, 'attrs': {}}]),
      "tenant 'beta' (tenants[1]): destinations[0]: unknown field(s) attrs, prio (known: uri, priority, weight, admin_state, description)"),
     ('beta', "tenants[1]: must be a dict, got str"),
+    (tenant(domains=['beta.example.com', 'x.example.com', 'Beta.Example.com']),
+     "tenant 'beta' (tenants[1]): domains[2]: 'Beta.Example.com' is listed twice (also item 0)"),
+    (tenant(destinations=[{'uri': 'sip:192.0.2.20'}, {'uri': 'sip:192.0.2.20', 'priority': 2}]),
+     "tenant 'beta' (tenants[1]): destinations[1].uri: 'sip:192.0.2.20' is listed twice (also item 0)"),
 ])
 def test_errors_name_the_tenant_and_the_field(bad, message):
     assert error([ALPHA, bad]) == 'tenant_routing: ' + message
