@@ -14,6 +14,10 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.voip.sip_edge.plugins.filter import tenant_routing as plugin
 from ansible_collections.voip.sip_edge.plugins.filter.tenant_routing import FilterModule, tenant_routing
+from ansible_collections.voip.sip_edge.plugins.modules import sip_routing
+from ansible_collections.voip.sip_edge.tests.unit.plugins.modules.utils import run_module
+
+COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(plugin.__file__))))
 
 ALPHA = {
     'name': 'alpha',
@@ -151,11 +155,25 @@ def test_the_plugin_exports_the_filter():
 
 
 def test_the_documentation_lists_the_fields_the_filter_knows():
-    with open(os.path.splitext(plugin.__file__)[0] + '.yml', encoding='utf-8') as handle:
+    with open(os.path.join(COLLECTION, 'plugins', 'filter', 'tenant_routing.yml'), encoding='utf-8') as handle:
         documented = yaml.safe_load(handle)['DOCUMENTATION']['options']['_input']['suboptions']
     assert set(documented) == set(plugin.TENANT_FIELDS)
     assert set(documented['destinations']['suboptions']) == set(plugin.DESTINATION_FIELDS)
     assert documented['destinations']['suboptions']['admin_state']['choices'] == list(plugin.ADMIN_STATES)
+
+
+@pytest.mark.parametrize('group_vars', ['inventories/demo/group_vars/sip_edge.yml', 'inventories/example/group_vars/sip_edge.yml',
+                                        'molecule/tenants/inventory/group_vars/sip_edge.yml'])
+def test_the_shipped_inventories_are_what_sip_routing_takes(db, group_vars):
+    """The filter's output is sip_routing's input: the module accepts it, then finds nothing to change."""
+    with open(os.path.join(COLLECTION, group_vars), encoding='utf-8') as handle:
+        tenants = yaml.safe_load(handle)['sip_edge_tenants']
+    rows = tenant_routing(tenants)
+    first = run_module(sip_routing.main, dict(rows, db=db))
+    assert 'failed' not in first and 'warnings' not in first, first
+    assert first['domains'] == {'added': sum(len(t['domains']) for t in tenants), 'updated': 0, 'removed': 0}
+    assert first['destinations'] == {'added': sum(len(t['destinations']) for t in tenants), 'updated': 0, 'removed': 0}
+    assert run_module(sip_routing.main, dict(rows, db=db, purge=True))['changed'] is False
 
 
 def test_ten_thousand_tenants_take_well_under_a_second():
