@@ -9,7 +9,7 @@ STAGE := scripts/stage.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv packages collections docker image lint sanity units integration router-test \
-	conformance molecule test demo bench clean docker-stop lock
+	conformance molecule test demo bench bench-provision clean docker-stop lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ bench: ## run the benchmarks (scripts/bench.sh)
 	@bash $(SETUP) venv
 	@test -f scripts/bench.sh || { echo "sipedge: missing: scripts/bench.sh (the benchmark is not written yet)" >&2; exit 1; }
 	@bash scripts/bench.sh
+
+bench-provision: ## 10,000 tenants through the tenants role into a running router (scripts/bench_provision.py)
+	@bash $(SETUP) venv collections
+	@bash -c '. scripts/lib.sh && python scripts/bench_provision.py --workdir "$$RESULTS/bench-provision" $(ARGS)'
 
 lock: ## regenerate requirements/controller.txt from requirements/controller.in
 	@bash scripts/lock-requirements.sh

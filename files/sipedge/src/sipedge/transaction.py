@@ -27,7 +27,6 @@ which may name the next destination: the INVITE goes there on a new branch
 of the same transaction, so the caller sees one 100 and one final answer.
 """
 
-import enum
 import os
 
 from . import build
@@ -39,32 +38,35 @@ TRYING_REASON = b"trying -- your call is important to us"
 INVITE, ACK, CANCEL = b"INVITE", b"ACK", b"CANCEL"
 
 
-class State(enum.Enum):
-    TRYING = "Trying"
-    CALLING = "Calling"
-    PROCEEDING = "Proceeding"
-    COMPLETED = "Completed"
-    CONFIRMED = "Confirmed"
-    ACCEPTED = "Accepted"
-    TERMINATED = "Terminated"
+class State:  # pylint: disable=too-few-public-methods
+    """A transaction state: a sentinel compared by identity (an Enum's hash
+    is Python code, and states are looked up on every message)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
 
 
-TRYING, CALLING, PROCEEDING = State.TRYING, State.CALLING, State.PROCEEDING
-COMPLETED, CONFIRMED, ACCEPTED, TERMINATED = State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED
+TRYING, CALLING, PROCEEDING = State("Trying"), State("Calling"), State("Proceeding")
+COMPLETED, CONFIRMED, ACCEPTED, TERMINATED = State("Completed"), State("Confirmed"), State("Accepted"), State("Terminated")
 PENDING = (TRYING, CALLING, PROCEEDING)  # no final reply upstream yet
 
 # Where each state may go.  None is a transaction being created; COMPLETED from
 # None is a CANCEL's own transaction, answered at once.  CALLING again is a
 # failover onto a new branch.
 TRANSITIONS = {
-    None: {TRYING, CALLING, COMPLETED},
-    TRYING: {PROCEEDING, COMPLETED},
-    CALLING: {CALLING, PROCEEDING, COMPLETED, ACCEPTED},
-    PROCEEDING: {PROCEEDING, CALLING, COMPLETED, ACCEPTED},
-    COMPLETED: {CONFIRMED, ACCEPTED, TERMINATED},
-    CONFIRMED: {ACCEPTED, TERMINATED},
-    ACCEPTED: {TERMINATED},
-    TERMINATED: set(),
+    None: frozenset((TRYING, CALLING, COMPLETED)),
+    TRYING: frozenset((PROCEEDING, COMPLETED)),
+    CALLING: frozenset((CALLING, PROCEEDING, COMPLETED, ACCEPTED)),
+    PROCEEDING: frozenset((PROCEEDING, CALLING, COMPLETED, ACCEPTED)),
+    COMPLETED: frozenset((CONFIRMED, ACCEPTED, TERMINATED)),
+    CONFIRMED: frozenset((ACCEPTED, TERMINATED)),
+    ACCEPTED: frozenset((TERMINATED,)),
+    TERMINATED: frozenset(),
 }
 
 
@@ -118,20 +120,15 @@ class Txn:
     """One proxied transaction, or (no branches) a CANCEL's own transaction
     that only replays its 200."""
 
-    __slots__ = ("key", "method", "reply_addr", "request", "fwd", "state", "branches", "last_reply", "retr", "timer",
-                 "started", "canceled", "route")
+    __slots__ = ("key", "method", "reply_addr", "request", "fwd", "state", "branch", "branches", "last_reply", "retr",
+                 "timer", "started", "canceled", "route")
 
     def __init__(self, key, method, reply_addr, now):
         self.key, self.method, self.reply_addr, self.started = key, method, reply_addr, now
         self.request = self.fwd = self.last_reply = self.retr = self.timer = self.route = None
-        self.state = None
+        self.state = self.branch = None  # branch: the current one, the last of `branches`
         self.branches = []
         self.canceled = False
-
-    @property
-    def branch(self):
-        """The current branch."""
-        return self.branches[-1]
 
     def find(self, branch_id):
         for branch in reversed(self.branches):
@@ -227,7 +224,10 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         return self.timers.start(when, callback, txn)
 
     def _stop(self, txn):
-        self._retransmit_stop(txn.retr)
+        retr = txn.retr
+        if retr is not None:
+            self.timers.cancel(retr.entry)
+            retr.entry = None
         self.timers.cancel(txn.timer)
         txn.retr = txn.timer = None
 
@@ -294,7 +294,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
 
     def _branch_out(self, txn, route, now):
         """Start a new branch of `txn` along `route` (the timers before any send)."""
-        branch = Branch(self.new_branch(), route.address, route.destination)
+        branch = txn.branch = Branch(self.new_branch(), route.address, route.destination)
         txn.branches.append(branch)
         txn.route = route
         txn.fwd = self._with_via(txn.request, branch.id)
@@ -391,7 +391,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         status = int(data[8:11])
         if status == 503 or (status >= 300 and txn.method == INVITE):
             return None, None, None  # rewritten, or needs the To line for our ACK
-        branch = txn.find(branch_id)
+        branch = txn.branch if txn.branch.id == branch_id else txn.find(branch_id)
         if comma < 0:
             return txn, branch, data[:start] + data[end + 2:]
         return txn, branch, data[:start] + b"Via: " + data[comma + 1:].lstrip(b" \t")
