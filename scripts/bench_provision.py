@@ -173,7 +173,7 @@ def children(pid):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--tenants", type=int, default=10000)
     parser.add_argument("--workdir", help="keep the files here (default: a temporary directory)")
     args = parser.parse_args()
