@@ -142,7 +142,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
             worker.ready = True
             self._check_ready()
         elif op == "loaded":
-            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides(), "full": True})
+            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides()})
         elif op == "failed":
             dest = self.checker.dispatcher.find(message["setid"], message["uri"])
             if dest is not None:
@@ -282,7 +282,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         self.checker.commit(prepared, time.monotonic())
         log.debug("health checks: routing data loaded: %d destinations", len(data.destinations))
         for worker in self.workers:  # states the workers may have missed
-            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides(), "full": True})
+            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides()})
 
     # ---- the loop ---------------------------------------------------------------------
     def _ping_socket(self):

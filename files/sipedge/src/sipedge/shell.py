@@ -167,7 +167,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
     def _message(self, message):
         op = message["op"]
         if op == "states":
-            self.proxy.dispatcher.apply_states(message["states"], message.get("full", False))
+            self.proxy.dispatcher.apply_states(message["states"])
         elif op == "stats":
             dests = [[d.setid, d.uri, d.calls, d.failures] for d in self.proxy.dispatcher.destinations()
                      if d.calls or d.failures]
