@@ -9,7 +9,7 @@ STAGE := scripts/stage.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv packages collections docker image lint sanity units router-test \
-	conformance molecule test demo bench clean docker-stop lock
+	conformance molecule test demo bench fuzz clean docker-stop lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench: ## run the benchmarks (scripts/bench.sh)
 	@bash $(SETUP) venv
 	@test -f scripts/bench.sh || { echo "sipedge: missing: scripts/bench.sh (the benchmark is not written yet)" >&2; exit 1; }
 	@bash scripts/bench.sh
+
+fuzz: ## long fuzz run of the router (files/sipedge/tests/fuzz_run.py; FUZZ_ARGS=... adds options)
+	@bash $(SETUP) venv
+	@.venv/bin/python files/sipedge/tests/fuzz_run.py --out .cache/results/fuzz $(FUZZ_ARGS)
 
 lock: ## regenerate requirements/controller.txt from requirements/controller.in
 	@bash scripts/lock-requirements.sh

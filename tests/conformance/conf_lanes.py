@@ -84,8 +84,6 @@ class Setup:
         alg8 = {str(s): 8 for s in conf_routing.ALG8_SETS}
         self.sipedge = Sipedge(self.workdir, SUB["router"], domains=domains, destinations=destinations,
                                settings={"dispatcher": {"set_algorithms": alg8}, "log": {"level": "info"}})
-        for suffix in ("", "-wal", "-shm"):
-            Path(self.sipedge.db + suffix).unlink(missing_ok=True)
         self.sipedge.start()
         r = Router(SUB["router"], self.sipedge.port)
         lane.add_router("main", r)

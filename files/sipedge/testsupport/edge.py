@@ -100,8 +100,10 @@ class Sipedge:
         return self.proc.pid if self.proc else None
 
     def start(self, timeout: float = 15.0) -> "Sipedge":
-        """Create the DB and config, start the router and wait until it listens."""
+        """Create a fresh DB and the config, start the router and wait until it listens."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):   # a previous run's
+            Path(self.db + suffix).unlink(missing_ok=True)
         db_init(self.db, self.command, self.env)
         routing.fill(self.db, self.domains, self.destinations)
         self.config_path.write_text(render_config(self.sections), encoding="utf-8")
