@@ -10,6 +10,7 @@ suite (tests/conformance) and the benchmark (files/sipedge/bench).
 
 The package lives beside ``src/``, not in it: the router's wheel (setuptools
 ``packages.find where=["src"]``) does not ship it.  Users put ``files/sipedge`` on
-``sys.path`` (pytest's ``pythonpath`` in pyproject.toml; conf_sip.py and bench.py
-for the others).
+``sys.path``: pytest's ``pythonpath`` in files/sipedge/pyproject.toml for the router's
+tests, the path lists of tests/conformance/conftest.py and conf_lanes.py, bench.py and
+fuzz_run.py (run as scripts) themselves.
 """

@@ -76,7 +76,7 @@ class Sipedge:
 
     def __init__(self, workdir, host: str, port: int | None = None, *, settings: dict | None = None,
                  domains=(), destinations=(), name: str = "sipedge", command: list[str] | None = None):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()   # the router runs in it: paths must not be relative
         self.host = host
         self.port = port or free_udp_port(host)
         self.command, self.env = (command, dict(os.environ)) if command else sipedge_command()
