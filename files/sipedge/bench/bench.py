@@ -52,6 +52,7 @@ REPO = PROJECT.parent.parent               # collection root
 sys.path.insert(0, str(PROJECT))           # the test support package (files/sipedge/testsupport)
 
 from testsupport import procs, routing  # noqa: E402
+from testsupport.procs import session_pids  # noqa: E402
 from testsupport.edge import Sipedge, sipedge_command  # noqa: E402
 from testsupport.net import udp_free, wait_udp_bound  # noqa: E402
 
@@ -105,23 +106,6 @@ PROCS = Procs()
 
 
 # --------------------------------------------------------------------------- /proc
-
-def session_pids(sid: int) -> list[int]:
-    """PIDs of the processes in session ``sid`` (the router and its children)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:           # field 6: session id
-            pids.append(int(d))
-    return pids
-
 
 def cpu_seconds(pids: list[int]) -> float:
     total = 0

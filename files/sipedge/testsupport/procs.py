@@ -56,3 +56,30 @@ def facts(pid: int) -> dict:
     except OSError:
         return {}
     return out
+
+
+def session_pids(sid: int) -> list[int]:
+    """PIDs of the processes in session ``sid`` (a process started here and its children)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:   # field 6: the session id
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def total_facts(pids: list[int]) -> dict:
+    """``facts`` summed over some processes, and how many of them are still there."""
+    out = {"processes": 0}
+    for pid in pids:
+        one = facts(pid)
+        if one:
+            out["processes"] += 1
+            for key, value in one.items():
+                out[key] = out.get(key, 0) + value
+    return out
