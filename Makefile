@@ -8,8 +8,8 @@ SETUP := scripts/setup.sh
 STAGE := scripts/stage.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv packages collections docker image lint sanity units router-test \
-	conformance molecule test demo bench fuzz clean docker-stop lock
+.PHONY: help venv packages collections docker image lint sanity units integration router-test \
+	conformance molecule test demo bench bench-provision fuzz clean docker-stop lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ sanity: ## ansible-test sanity (no ignore files)
 units: ## ansible-test units
 	@bash $(STAGE) units
 
+integration: ## ansible-test integration (the modules' targets, on temporary DBs)
+	@bash $(STAGE) integration
+
 router-test: ## the router's own pytest suite (files/sipedge/tests)
 	@bash $(STAGE) router-test
 
@@ -59,6 +62,10 @@ bench: ## run the benchmarks (scripts/bench.sh)
 	@bash $(SETUP) venv
 	@test -f scripts/bench.sh || { echo "sipedge: missing: scripts/bench.sh (the benchmark is not written yet)" >&2; exit 1; }
 	@bash scripts/bench.sh
+
+bench-provision: ## 10,000 tenants through the tenants role into a running router (scripts/bench_provision.py)
+	@bash $(SETUP) venv collections
+	@bash -c '. scripts/lib.sh && python scripts/bench_provision.py --workdir "$$RESULTS/bench-provision" $(ARGS)'
 
 fuzz: ## long fuzz run of the router (files/sipedge/tests/fuzz_run.py; FUZZ_ARGS=... adds options)
 	@bash $(SETUP) venv

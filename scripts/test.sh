@@ -5,7 +5,7 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-STAGES=(lint sanity units router-test conformance molecule)
+STAGES=(lint sanity units integration router-test conformance molecule)
 passed=0 failed=0 skipped=0
 report=()
 start_all=$SECONDS

@@ -1,5 +1,6 @@
 """A fake-clock harness around the sans-I/O core, and SIP message builders."""
 
+import ipaddress
 import logging
 import random
 
@@ -61,12 +62,14 @@ class Harness:
         for key, value in settings.items():
             section, _sep, name = key.partition("__")
             sections.setdefault(section, {})[name] = value
+        # Unless a test says otherwise, the seed's behaviour: no keep-alives (so
+        # that only the test's own traffic is seen), no failover.
         sections.setdefault("dispatcher", {}).setdefault("ping_interval", 0)
+        sections["dispatcher"].setdefault("failover", False)
         self.config = config_mod.from_dict(sections)
         self.now = 1000.0
         self.sent = []
-        self.proxy = Proxy(self.config, lambda data, addr: self.sent.append((addr, data)),
-                           b"127.0.0.1", {(b"127.0.0.1", 5060)}, rng=random.Random(7))
+        self.proxy = Proxy(self.config, self.send, b"127.0.0.1", {(b"127.0.0.1", 5060)}, rng=random.Random(7))
         if domains is None:
             domains = {"tenant1.test": 10, "tenant2.test": 20}
         if destinations is None:
@@ -74,11 +77,20 @@ class Harness:
                             (20, "sip:127.0.0.21:5080", 0, 0, None))
         self.load(domains, destinations)
 
-    def load(self, domains, destinations):
-        self.proxy.load(RoutingData(domains=dict(domains), destinations=tuple(destinations)))
+    def send(self, data, addr):
+        """What the shell's sendto() gets: the core must only ever send bytes to
+        an IP literal and a port in 1..65535 (never a name: no DNS at request time)."""
+        host, port = addr
+        assert isinstance(data, bytes) and isinstance(host, str) and isinstance(port, int), (data[:60], addr)
+        ipaddress.ip_address(host)
+        assert 0 < port < 65536, addr
+        self.sent.append((addr, data))
 
-    def recv(self, data, src=CLIENT):
-        self.proxy.on_datagram(data, src, self.now)
+    def load(self, domains, destinations):
+        self.proxy.load(RoutingData(domains=dict(domains), destinations=tuple(destinations)), self.now)
+
+    def recv(self, data, src=CLIENT, overloaded=False):
+        self.proxy.on_datagram(data, src, self.now, overloaded)
         return self.take()
 
     def advance(self, seconds):

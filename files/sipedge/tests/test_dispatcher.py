@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import pytest
 
 from sipedge import dispatcher as ds
+from sipedge.config import Config
 from sipedge.dispatcher import (DISABLED, INACTIVE, NOPING, PROBING, TRYING, Dispatcher, DispatcherSettings,
                                 ds_get_hash, parse_destination, uri_hash_keys)
+from sipedge.health import Health
 
 
 @dataclass
@@ -28,6 +30,11 @@ def make(rows, order="lowest-first", seed=1, **settings):
     disp = Dispatcher(DispatcherSettings(priority_order=order, **settings), random.Random(seed))
     assert not disp.load(rows)
     return disp
+
+
+def ping(disp, dest, code):
+    """One keep-alive result through health.py's state machine (default thresholds)."""
+    return Health(Config(), disp).result(dest, code, 0.0)
 
 
 def uris(disp, setid):
@@ -235,8 +242,6 @@ def test_priority_kamailio():
 def test_settings_validation():
     with pytest.raises(ValueError):
         DispatcherSettings(priority_order="highest-first")
-    with pytest.raises(ValueError):
-        DispatcherSettings(probing_threshold=0)
 
 
 # -- round robin (4) ---------------------------------------------------------------------
@@ -429,87 +434,10 @@ def test_ping_targets_order_across_sets():
     assert [(d.setid, d.port) for d in disp.ping_targets()] == [(10, 2), (20, 3)]
 
 
-# -- keep-alive state machine (mode 1) ---------------------------------------------------
-
-def one(flags=0, **settings):
-    disp = make([(1, "sip:10.0.0.1", flags, 0, None)], **settings)
-    return disp, disp.destinations()[0]
-
-
-def step(disp, dest, code):
-    event = disp.ping_result(dest, code)
-    return dest.state, dest.probing_count, event
-
-
-def test_keepalive_down_after_probing_threshold():
-    disp, dest = one()
-    assert step(disp, dest, 408) == ("TP", 1, None)
-    assert dest.selectable  # TRYING is still selected
-    assert step(disp, dest, 408) == ("IP", 0, "down")
-    assert not dest.selectable and disp.select(1, Msg()) is None
-    assert step(disp, dest, 503) == ("IP", 0, None)
-
-
-def test_keepalive_up_after_inactive_threshold():
-    disp, dest = one(INACTIVE)
-    assert step(disp, dest, 200) == ("IP", 1, None)
-    assert step(disp, dest, 200) == ("AP", 0, "up")
-    assert disp.select(1, Msg()) is dest
-
-
-def test_keepalive_failure_resets_success_streak():
-    disp, dest = one(INACTIVE)
-    assert step(disp, dest, 200) == ("IP", 1, None)
-    assert step(disp, dest, 408) == ("IP", 0, None)
-    assert step(disp, dest, 200) == ("IP", 1, None)
-    assert step(disp, dest, 200) == ("AP", 0, "up")
-
-
-def test_keepalive_trying_healed_by_one_success():
-    disp, dest = one()
-    assert step(disp, dest, 408) == ("TP", 1, None)
-    assert step(disp, dest, 200) == ("AP", 0, None)
-    assert step(disp, dest, 408) == ("TP", 1, None)  # the failure count started again
-
-
-def test_keepalive_reply_codes():
-    disp, dest = one(ping_reply_codes=frozenset({404}))
-    assert step(disp, dest, 202) == ("AP", 0, None)  # any 2xx
-    assert step(disp, dest, 404) == ("AP", 0, None)  # configured
-    assert step(disp, dest, 486) == ("TP", 1, None)
-    assert step(disp, dest, 100) == ("IP", 0, "down")
-
-
-def test_keepalive_thresholds_of_one():
-    disp, dest = one(probing_threshold=1, inactive_threshold=1)
-    assert step(disp, dest, 408) == ("IP", 0, "down")
-    assert step(disp, dest, 200) == ("AP", 0, "up")
-
-
-def test_keepalive_disabled_never_updated():
-    disp, dest = one(DISABLED)
-    for code in (200, 408, 200):
-        assert step(disp, dest, code) == ("DX", 0, None)
-    assert dest.flags == DISABLED
-
-
-def test_keepalive_sequence_matches_kamailio():
-    # Kamailio 5.6.3, ds_probing_mode=1, thresholds 2/2, one node, one ping round per entry
-    disp, dest = one()
-    seen = [step(disp, dest, code)[::2] for code in (200, 200, 408, 408, 408, 200, 408, 200, 200, 200, 408, 200, 408, 408)]
-    assert seen == [("AP", None), ("AP", None), ("TP", None), ("IP", "down"), ("IP", None), ("IP", None), ("IP", None),
-                    ("IP", None), ("AP", "up"), ("AP", None), ("TP", None), ("AP", None), ("TP", None), ("IP", "down")]
-
-
-def test_keepalive_keeps_other_bits():
-    disp, dest = one(NOPING | TRYING)
-    assert step(disp, dest, 200) == ("AP", 0, None)
-    assert dest.flags == NOPING | PROBING
-
-
 def test_set_state_fires_no_event_and_keeps_counter():
-    disp, dest = one()
-    step(disp, dest, 408)
+    disp = make([(1, "sip:10.0.0.1", 0, 0, None)])
+    dest = disp.destinations()[0]
+    ping(disp, dest, 408)
     assert disp.set_state(1, "sip:10.0.0.1", INACTIVE | PROBING)
     assert (dest.state, dest.probing_count) == ("IP", 1)
     assert not disp.set_state(1, "sip:10.0.0.99", 0)
@@ -521,10 +449,10 @@ def test_reload_keeps_runtime_state():
     rows = port_rows(1, 1, 2)
     disp = make(rows)
     dead = disp.find(1, "sip:127.0.0.1:1")
-    disp.ping_result(dead, 408)
-    disp.ping_result(dead, 408)
+    ping(disp, dead, 408)
+    ping(disp, dead, 408)
     trying = disp.find(1, "sip:127.0.0.1:2")
-    disp.ping_result(trying, 408)
+    ping(disp, trying, 408)
     assert not disp.load(rows)
     assert disp.find(1, "sip:127.0.0.1:1") is dead and dead.state == "IP"  # not resurrected
     assert disp.find(1, "sip:127.0.0.1:2") is trying and (trying.state, trying.probing_count) == ("TP", 1)
@@ -538,8 +466,8 @@ def test_reload_keeps_runtime_state():
 def test_reload_changed_flags_column_resets_state():
     disp = make(port_rows(1, 1))
     dest = disp.destinations()[0]
-    disp.ping_result(dest, 408)
-    disp.ping_result(dest, 408)
+    ping(disp, dest, 408)
+    ping(disp, dest, 408)
     assert not dest.selectable
     disp.load(port_rows(1, 1, flags={1: PROBING}))
     fresh = disp.find(1, "sip:127.0.0.1:1")
@@ -570,10 +498,10 @@ def test_ping_result_after_reload_uses_current_entry():
     disp = make(port_rows(1, 1, 2))
     stale = disp.find(1, "sip:127.0.0.1:1")
     disp.load([(1, "sip:127.0.0.1:1", 0, 9, None)] + port_rows(1, 2))  # new record for :1
-    assert disp.ping_result(stale, 408) is None
+    assert ping(disp, stale, 408) is None
     assert disp.find(1, "sip:127.0.0.1:1").state == "TP" and stale.state == "AX"
     disp.load(port_rows(1, 2))
-    assert disp.ping_result(stale, 408) is None  # removed: ignored
+    assert ping(disp, stale, 408) is None  # removed: ignored
 
 
 def test_prepare_leaves_the_table_in_use_alone():
@@ -602,8 +530,8 @@ def test_state_reached_between_prepare_and_commit_is_kept():
     disp = make(port_rows(1, 1, 2))
     prepared = disp.prepare([(1, "sip:127.0.0.1:1", 0, 5, None)] + port_rows(1, 2))  # new priority: a new record
     live = disp.find(1, "sip:127.0.0.1:1")
-    disp.ping_result(live, 408)
-    disp.ping_result(live, 408)
+    ping(disp, live, 408)
+    ping(disp, live, 408)
     disp.commit(prepared)
     moved = disp.find(1, "sip:127.0.0.1:1")
     assert moved is not live and (moved.priority, moved.state) == (5, "IP")
@@ -624,11 +552,13 @@ def test_prepares_queued_before_their_commits():
 
 def test_named_destinations_get_their_address_at_commit():
     disp = Dispatcher(DispatcherSettings(), random.Random(1))
-    prepared = disp.prepare([(1, "sip:pbx.example.com:5070", 0, 0, None), (1, "sip:[2001:db8::1]", 0, 0, None)])
+    rows = [(1, "sip:pbx.example.com:5070", 0, 0, None), (1, "sip:[2001:db8::1]", 0, 0, None)]
+    prepared = disp.prepare(rows, {"pbx.example.com": "192.0.2.7"}.get)
     assert [d.host for d in prepared.named] == ["pbx.example.com"]
-    disp.commit(prepared, {"pbx.example.com": "192.0.2.7"})
+    assert prepared.ips == {"192.0.2.7", "2001:db8::1"}
+    disp.commit(prepared)
     assert [d.address for d in disp.destinations()] == [("192.0.2.7", 5070), ("2001:db8::1", 5060)]
-    disp.commit(disp.prepare([(1, "sip:pbx.example.com:5070", 0, 0, None)]), {})  # no longer resolves
+    disp.commit(disp.prepare(rows, {}.get))  # no longer resolves
     assert disp.destinations()[0].address is None
 
 
@@ -639,10 +569,12 @@ def test_snapshot():
     assert disp.snapshot() == [
         {"setid": 10, "algorithm": 4, "destinations": [{
             "index": 0, "uri": "sip:127.0.0.1:1", "state": "IX", "flags": 1, "priority": 5, "attrs": "weight=10",
-            "weight": 10, "probing_count": 0}]},
+            "weight": 10, "probing_count": 0, "status": "inactive", "probing": False, "pinned": False, "last_ping": None,
+            "last_code": None, "rtt": None, "calls": 0, "failures": 0}]},
         {"setid": 20, "algorithm": 8, "destinations": [{
             "index": 0, "uri": "sip:127.0.0.1:3", "state": "AX", "flags": 0, "priority": 0, "attrs": "",
-            "weight": 0, "probing_count": 0}]},
+            "weight": 0, "probing_count": 0, "status": "active", "probing": False, "pinned": False, "last_ping": None,
+            "last_code": None, "rtt": None, "calls": 0, "failures": 0}]},
     ]
 
 

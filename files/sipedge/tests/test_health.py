@@ -2,8 +2,21 @@
 moves away from it, and it comes back after enough good answers."""
 
 import logging
+import random
+from dataclasses import dataclass
 
 from harness import B1, B2, Harness, request, response
+from sipedge.config import Config
+from sipedge.dispatcher import DISABLED, INACTIVE, NOPING, PROBING, TRYING, Dispatcher, DispatcherSettings
+from sipedge.health import Health
+
+
+@dataclass
+class Msg:
+    call_id: str = "c@x"
+    from_uri: str = "sip:alice@a.example"
+    to_uri: str = "sip:bob@b.example"
+    ruri: str = "sip:bob@b.example"
 
 
 def pings(sent):
@@ -95,3 +108,82 @@ def test_pings_leave_no_state_behind():
     assert len(edge.proxy.txns) == 0
     edge.advance(10.0)  # unanswered rounds end at fr_timer too
     assert len(edge.proxy.txns) == 0
+
+
+# -- keep-alive state machine (mode 1) ---------------------------------------------------
+
+def one(flags=0, **settings):
+    disp = Dispatcher(DispatcherSettings(), random.Random(1))
+    assert not disp.load([(1, "sip:10.0.0.1", flags, 0, None)])
+    return Health(Config(**settings), disp), disp.destinations()[0]
+
+
+def step(health, dest, code):
+    event = health.result(dest, code, 0.0)
+    return dest.state, dest.probing_count, event
+
+
+def test_keepalive_down_after_probing_threshold():
+    health, dest = one()
+    assert step(health, dest, 408) == ("TP", 1, None)
+    assert dest.selectable  # TRYING is still selected
+    assert step(health, dest, 408) == ("IP", 0, "down")
+    assert not dest.selectable and health.dispatcher.select(1, Msg()) is None
+    assert step(health, dest, 503) == ("IP", 0, None)
+
+
+def test_keepalive_up_after_inactive_threshold():
+    health, dest = one(INACTIVE)
+    assert step(health, dest, 200) == ("IP", 1, None)
+    assert step(health, dest, 200) == ("AP", 0, "up")
+    assert health.dispatcher.select(1, Msg()) is dest
+
+
+def test_keepalive_failure_resets_success_streak():
+    health, dest = one(INACTIVE)
+    assert step(health, dest, 200) == ("IP", 1, None)
+    assert step(health, dest, 408) == ("IP", 0, None)
+    assert step(health, dest, 200) == ("IP", 1, None)
+    assert step(health, dest, 200) == ("AP", 0, "up")
+
+
+def test_keepalive_trying_healed_by_one_success():
+    health, dest = one()
+    assert step(health, dest, 408) == ("TP", 1, None)
+    assert step(health, dest, 200) == ("AP", 0, None)
+    assert step(health, dest, 408) == ("TP", 1, None)  # the failure count started again
+
+
+def test_keepalive_reply_codes():
+    health, dest = one(ping_reply_codes=frozenset({404}))
+    assert step(health, dest, 202) == ("AP", 0, None)  # any 2xx
+    assert step(health, dest, 404) == ("AP", 0, None)  # configured
+    assert step(health, dest, 486) == ("TP", 1, None)
+    assert step(health, dest, 100) == ("IP", 0, "down")
+
+
+def test_keepalive_thresholds_of_one():
+    health, dest = one(probing_threshold=1, inactive_threshold=1)
+    assert step(health, dest, 408) == ("IP", 0, "down")
+    assert step(health, dest, 200) == ("AP", 0, "up")
+
+
+def test_keepalive_disabled_never_updated():
+    health, dest = one(DISABLED)
+    for code in (200, 408, 200):
+        assert step(health, dest, code) == ("DX", 0, None)
+    assert dest.flags == DISABLED
+
+
+def test_keepalive_sequence_matches_kamailio():
+    # Kamailio 5.6.3, ds_probing_mode=1, thresholds 2/2, one node, one ping round per entry
+    health, dest = one()
+    seen = [step(health, dest, code)[::2] for code in (200, 200, 408, 408, 408, 200, 408, 200, 200, 200, 408, 200, 408, 408)]
+    assert seen == [("AP", None), ("AP", None), ("TP", None), ("IP", "down"), ("IP", None), ("IP", None), ("IP", None),
+                    ("IP", None), ("AP", "up"), ("AP", None), ("TP", None), ("AP", None), ("TP", None), ("IP", "down")]
+
+
+def test_keepalive_keeps_other_bits():
+    health, dest = one(NOPING | TRYING)
+    assert step(health, dest, 200) == ("AP", 0, None)
+    assert dest.flags == NOPING | PROBING

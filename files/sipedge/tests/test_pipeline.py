@@ -194,7 +194,7 @@ def test_named_destination_goes_to_the_address_resolved_at_load(make_edge):
     _unused, msg = only_reply(edge.recv(request(b"OPTIONS")))
     assert (msg.status, msg.reason) == (478, b"Unresolvable destination (478/SL)")
     data = RoutingData({"tenant1.test": 10}, ((10, "sip:pbx.tenant1.test:5080", 0, 0, None),))
-    edge.proxy.commit(edge.proxy.prepare(data), {"pbx.tenant1.test": "127.0.0.31"})
+    edge.proxy.commit(edge.proxy.prepare(data, {"pbx.tenant1.test": "127.0.0.31"}.get), edge.now)
     addr, _unused = forwarded(edge.recv(request(b"OPTIONS", branch=b"z9hG4bKc2")))
     assert addr == ("127.0.0.31", 5080)
 

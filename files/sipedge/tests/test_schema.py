@@ -196,8 +196,8 @@ def test_missing_column_is_refused(db):
 
 
 def test_migrate_version_1_adds_description_and_keeps_rows(db):
-    build(db, SEED_DDL + SEED_ROWS + "CREATE UNIQUE INDEX uq_dispatcher_setid_destination ON dispatcher(setid, destination);"
-              "PRAGMA user_version = 1;")
+    version_1 = "CREATE UNIQUE INDEX uq_dispatcher_setid_destination ON dispatcher(setid, destination); PRAGMA user_version = 1;"
+    build(db, SEED_DDL + SEED_ROWS + version_1)
     before = query(db, "SELECT * FROM dispatcher ORDER BY id")
     reader = sqlite3.connect(db)
     assert ensure_schema(db) == "migrated 1 -> 2"

@@ -108,7 +108,7 @@ def test_broken_db_keeps_last_good_table(running):
 
 def test_wildcard_listen_never_advertises_0_0_0_0():
     from sipedge.config import from_dict  # pylint: disable=import-outside-toplevel
-    from sipedge.shell import advertised  # pylint: disable=import-outside-toplevel
+    from sipedge.net import advertised  # pylint: disable=import-outside-toplevel
     cfg = from_dict({})
     local = advertised(cfg, "0.0.0.0", 5060)
     assert local != b"0.0.0.0" and not local.startswith(b"0.0.0.0:")
@@ -130,7 +130,7 @@ def test_ipv6_listener_routes_to_ipv6_backend(tmp_path):
         conn.execute("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant6.test', 6)")
         conn.execute("INSERT INTO dispatcher(setid, destination) VALUES (6, 'sip:[::1]:%d')" % backend.getsockname()[1])
     cfg = tmp_path / "sipedge.toml"
-    cfg.write_text('[sip]\nlisten = ["udp:[::1]:%d"]\n[dispatcher]\nping_interval = 0\n[database]\npath = "%s"\n' % (port, db))
+    cfg.write_text('[sip]\nlisten = ["udp:[::1]:%d"]\ndrain_timeout = 0\n[dispatcher]\nping_interval = 0\n[database]\npath = "%s"\n' % (port, db))
     log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
     proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)], stderr=log)  # pylint: disable=consider-using-with
     client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -160,13 +160,19 @@ def test_ctl_reports_transactions_and_destinations(running, capsys):
     edge, client, backend = running
     client.sendto(options(client, n=30), (EDGE_IP, edge.port))
     assert receive(backend, 2.0) is not None  # forwarded, never answered: one transaction pending
-    assert cli.main(["ctl", "--socket", edge.control, "stats"]) == 0
+    assert cli.main(["ctl", "--socket", edge.control, "--json", "stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["server_transactions"] == 1 and stats["client_transactions"] == 1
     assert stats["domains"] == 1 and stats["destinations"] == 2
-    assert cli.main(["ctl", "--socket", edge.control, "dispatcher"]) == 0
+    assert stats["received"] == {"OPTIONS": 1} and len(stats["workers"]) == 1
+    assert cli.main(["ctl", "--socket", edge.control, "--json", "dispatcher", "list"]) == 0
     sets = json.loads(capsys.readouterr().out)
-    assert [(s["setid"], [d["state"] for d in s["destinations"]]) for s in sets] == [(10, ["AX"]), (20, ["AX"])]
+    assert [(s["setid"], [(d["state"], d["calls"]) for d in s["destinations"]]) for s in sets] == [
+        (10, [("AX", 1)]), (20, [("AX", 0)])]
+    assert cli.main(["ctl", "--socket", edge.control, "dispatcher", "list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["SET", "DESTINATION", "PRIORITY", "WEIGHT", "STATE", "LAST", "PING", "CODE", "RTT", "CALLS"]
+    assert table[1].split()[:5] == ["10", "sip:%s:%d" % (BACKEND_IP, backend.getsockname()[1]), "0", "0", "active"]
     assert cli.main(["ctl", "--socket", str(edge.control) + ".none", "stats"]) == 1
 
 
@@ -183,14 +189,14 @@ def test_workers_share_the_port_and_stop_together(tmp_path, capsys):
     probe.close()
     control = str(tmp_path / "ctl.sock")
     cfg = tmp_path / "sipedge.toml"
-    cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\nworkers = 2\n[dispatcher]\nping_interval = 0\n'
+    cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\nworkers = 2\ndrain_timeout = 0\n[dispatcher]\nping_interval = 0\n'
                    '[database]\npath = "%s"\n[control]\nsocket = "%s"\n' % (EDGE_IP, port, db, control))
     log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
     proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)], stderr=log)  # pylint: disable=consider-using-with
     clients = [udp(CLIENT_IP) for _i in range(4)]
     try:
         end = time.monotonic() + 5.0
-        while len([p for p in os.listdir(tmp_path) if p.startswith("ctl.sock.")]) < 2 and time.monotonic() < end:
+        while "sipedge ready" not in (tmp_path / "edge.log").read_text() and time.monotonic() < end:
             time.sleep(0.05)
         for n, client in enumerate(clients):  # four sources: the kernel spreads them over the workers
             client.sendto(options(client, n=100 + n), (EDGE_IP, port))
@@ -198,10 +204,10 @@ def test_workers_share_the_port_and_stop_together(tmp_path, capsys):
             assert got is not None
             via = parse(got).top_via
             assert via.host == EDGE_IP.encode() and via.port != port  # a worker's own port, for the responses
-        assert cli.main(["ctl", "--socket", control, "stats"]) == 0
-        workers = json.loads(capsys.readouterr().out)
-        assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
-        assert sum(w["server_transactions"] for w in workers) == 4
+        assert cli.main(["ctl", "--socket", control, "--json", "stats"]) == 0
+        edge = json.loads(capsys.readouterr().out)  # one answer for the whole edge
+        assert len(edge["workers"]) == 2 and edge["pid"] == proc.pid
+        assert edge["server_transactions"] == 4 and edge["received"] == {"OPTIONS": 4}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

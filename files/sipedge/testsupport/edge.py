@@ -14,7 +14,7 @@ from .net import free_udp_port, udp_bound
 
 PROJECT = Path(__file__).resolve().parents[1]      # files/sipedge
 REPO = PROJECT.parents[1]                          # the collection root
-QUIET_LEVELS = ("notice", "warning", "error")      # levels that do not log "listening on"
+QUIET_LEVELS = ("notice", "warning", "error")      # levels that do not log "sipedge ready"
 
 
 def sipedge_command() -> tuple[list[str], dict]:
@@ -84,8 +84,9 @@ class Sipedge:
         self.control = str(self.workdir / f"{name}.sock")
         self.config_path = self.workdir / f"{name}.toml"
         self.log_path = self.workdir / f"{name}.log"
-        self.sections = {"sip": {"listen": [f"udp:{host}:{self.port}"]}, "database": {"path": self.db},
-                         "control": {"socket": self.control}}
+        # drain_timeout 0: a test's router stops at once, whatever is in flight
+        self.sections = {"sip": {"listen": [f"udp:{host}:{self.port}"], "drain_timeout": 0},
+                         "database": {"path": self.db}, "control": {"socket": self.control}}
         for section, keys in (settings or {}).items():
             self.sections.setdefault(section, {}).update(keys)
         self.domains, self.destinations = list(domains), list(destinations)
@@ -114,7 +115,8 @@ class Sipedge:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sipedge exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            return udp_bound(self.host, self.port) if quiet else "listening on" in self.log_text()
+            # "sipedge ready": every worker has bound its sockets and loaded the DB
+            return udp_bound(self.host, self.port) if quiet else "sipedge ready" in self.log_text()
         if not procs.poll(ready, timeout):
             self.stop()
             raise RuntimeError(f"sipedge did not listen on {self.host}:{self.port} within {timeout} s:\n"
@@ -150,9 +152,9 @@ class Sipedge:
             routing.execute(self.db, statement)
 
     def ctl(self, command: str = "stats"):
-        """``sipedge ctl --socket ... COMMAND``: the router's JSON answer."""
-        r = subprocess.run([*self.command, "ctl", "--socket", self.control, command], env=self.env,
-                           capture_output=True, text=True, timeout=20, check=False)
+        """``sipedge ctl --socket ... --json COMMAND``: the router's answer (for the whole edge)."""
+        r = subprocess.run([*self.command, "ctl", "--socket", self.control, "--json", *command.split()],
+                           env=self.env, capture_output=True, text=True, timeout=20, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"sipedge ctl {command} failed ({r.returncode}): {r.stderr}")
         return json.loads(r.stdout)

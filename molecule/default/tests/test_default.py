@@ -43,9 +43,11 @@ def test_service_runs_as_sipedge(host, main_pid):
 def test_listens_on_udp_5060(host, main_pid):
     assert host.socket("udp://0.0.0.0:5060").is_listening
     # The socket is the service's own (ss cannot show another user's sockets without
-    # CAP_SYS_PTRACE, which the container lacks): the main process says it listens.
-    log = host.check_output("journalctl _PID=%s --no-pager -o cat -q", str(main_pid))
+    # CAP_SYS_PTRACE, which the container lacks): its worker says it listens, and the
+    # main process that the edge is ready.
+    log = host.check_output("journalctl -u %s --no-pager -o cat -q", SERVICE)
     assert "listening on udp:0.0.0.0:5060" in log, log
+    assert "sipedge ready" in host.check_output("journalctl _PID=%s --no-pager -o cat -q", str(main_pid))
 
 
 def test_security_rating(host):
@@ -73,7 +75,7 @@ def test_control_socket_answers(host, main_pid):
     sock = host.file("/run/sipedge/sipedge.sock")
     assert sock.is_socket
     assert (sock.user, sock.group) == ("sipedge", "sipedge")
-    stats = json.loads(host.check_output("%s ctl --config %s stats", SIPEDGE, CONFIG))
+    stats = json.loads(host.check_output("%s ctl --config %s --json stats", SIPEDGE, CONFIG))
     assert stats["pid"] == main_pid
 
 
@@ -120,17 +122,18 @@ with open(%r, "rb") as handle:
     data = tomllib.load(handle)
 keys = {"%%s.%%s" %% (s, k) for s, table in data.items() for k in table}
 loaded = config.load(%r)
+# converge gives the admin endpoint a user, which turns it on at its default address
 print(json.dumps({"keys": sorted(keys),
                   "fields": [f.name for f in dataclasses.fields(config.Config)],
                   "sections": sorted(config.SECTIONS),
-                  "equals_defaults": loaded == config.Config()}))
+                  "equals_defaults": loaded == dataclasses.replace(config.Config(), admin_listen="127.0.0.1:9060")}))
 """
 
 
 def test_config_is_valid_and_has_the_seed_defaults(host):
     assert host.run("%s check-config %s", SIPEDGE, CONFIG).rc == 0
     result = json.loads(host.check_output("%s/bin/python -c %s", VENV, _CONFIG_CHECK % (CONFIG, CONFIG)))
-    # Converge used the role's defaults: the rendered file means exactly the router's defaults.
+    # Converge used the role's defaults (and an admin user): the rendered file means the router's defaults.
     assert result["equals_defaults"]
 
 

@@ -15,13 +15,6 @@ _REPLY_COPY = frozenset((b"via", b"from", b"to", b"call-id", b"cseq"))
 _TAG_PREFIX = os.urandom(8).hex().encode()
 
 
-def host_port(host, port, default=5060):
-    """host[:port] as it goes into Via/Record-Route; IPv6 in brackets."""
-    if b":" in host and not host.startswith(b"["):
-        host = b"[" + host + b"]"
-    return host if port == default else b"%s:%d" % (host, port)
-
-
 def stamp_via(msg, src_ip, src_port):
     """Add received/rport to the request's top Via (RFC 3261 18.2.1, RFC 3581),
     as Kamailio does: received when the Via host is not the source address or
@@ -50,8 +43,9 @@ def local_tag(msg):
     return _TAG_PREFIX + b"." + b"%08x" % zlib.crc32((via.branch or b"") + (msg.call_id or b""))
 
 
-def reply(msg, code, reason, to_tag=None, record_route=()):
-    """A reply to `msg` built from its headers (sl_send_reply)."""
+def reply(msg, code, reason, to_tag=None, extra=()):
+    """A reply to `msg` built from its headers (sl_send_reply); `extra`
+    header lines go before Server."""
     out = [b"SIP/2.0 %d %s" % (code, reason)]
     need_tag = code >= 180 and msg.to_tag is None
     for name, line in zip(msg.names, msg.lines):
@@ -61,7 +55,7 @@ def reply(msg, code, reason, to_tag=None, record_route=()):
             out.append(line)
         elif name == b"record-route" and 180 <= code < 300:
             out.append(line)
-    out.extend(record_route)
+    out.extend(extra)
     out.append(SERVER)
     out.append(b"Content-Length: 0")
     return CRLF.join(out) + b"\r\n\r\n"

@@ -1,16 +1,14 @@
 """The `sipedge` command: run, check-config, db init, db version, ctl."""
 
 import argparse
-import glob
 import json
 import logging
-import socket
 import sys
 
-from . import __version__, config, schema
+from . import __version__, config, control, manager, schema
+from .net import StartupError
 from .route import NOTICE
-from .shell import Edge, run_workers
-from .store import RoutingStore, StoreError
+from .store import StoreError
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
           "warning": logging.WARNING, "error": logging.ERROR}
@@ -35,17 +33,10 @@ def cmd_run(args):
         return 2
     setup_logging(cfg.log_level)
     try:
-        if cfg.workers > 1:
-            RoutingStore(cfg.db_path).open()  # fail once, clearly, before forking
-            return run_workers(cfg)
-        Edge(cfg).serve()
-    except StoreError as exc:
+        return manager.run(cfg)
+    except (StoreError, StartupError, OSError) as exc:
         logging.getLogger("sipedge").error("cannot start: %s", exc)
         return 1
-    except OSError as exc:
-        logging.getLogger("sipedge").error("cannot start: %s", exc)
-        return 1
-    return 0
 
 
 def cmd_check_config(args):
@@ -70,7 +61,7 @@ def cmd_db(args):
 
 
 def cmd_ctl(args):
-    """Ask every running sipedge process (one per worker) through its control socket."""
+    """Ask the running edge through its control socket (one answer for all workers)."""
     path = args.socket
     if path is None:
         try:
@@ -78,22 +69,13 @@ def cmd_ctl(args):
         except config.ConfigError as exc:
             print("%s: %s" % (args.config, exc), file=sys.stderr)
             return 2
-    paths = sorted(p for p in glob.glob(glob.escape(path) + "*") if p == path or p[len(path):].startswith("."))
-    if not paths:
-        print("sipedge ctl: no control socket at %s (is sipedge running, with [control] socket set?)" % path, file=sys.stderr)
+    words = args.words
+    try:
+        answer = control.ask(path, words)
+    except control.ControlError as exc:
+        print("sipedge ctl: %s" % exc, file=sys.stderr)
         return 1
-    answers = []
-    for one in paths:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(5.0)
-                sock.connect(one)
-                sock.sendall(args.command.encode() + b"\n")
-                answers.append(json.loads(sock.makefile("rb").read()))
-        except (OSError, ValueError) as exc:
-            print("sipedge ctl: %s: %s" % (one, exc), file=sys.stderr)
-            return 1
-    print(json.dumps(answers[0] if len(answers) == 1 else answers, indent=2))
+    print(json.dumps(answer, indent=2) if args.json else control.format_answer(words, answer))
     return 0
 
 
@@ -115,11 +97,14 @@ def parser():
     version = dbsub.add_parser("version", help="print the schema version")
     version.add_argument("--db", required=True)
     version.set_defaults(func=cmd_db)
-    ctl = sub.add_parser("ctl", help="ask the running router (JSON answer)")
+    ctl = sub.add_parser("ctl", help="ask the running edge: stats, dispatcher list, "
+                                     "dispatcher set-state SET URI active|inactive|disabled, reload")
     where = ctl.add_mutually_exclusive_group()
     where.add_argument("--config", default="/etc/sipedge/sipedge.toml", help="read the socket path from this config")
     where.add_argument("--socket", help="the control socket path")
-    ctl.add_argument("command", choices=("stats", "dispatcher"))
+    ctl.add_argument("--json", action="store_true", help="the answer as JSON, for tools")
+    ctl.add_argument("words", nargs="+", metavar="COMMAND", help="stats | dispatcher list | "
+                     "dispatcher set-state SET URI STATE | reload")
     ctl.set_defaults(func=cmd_ctl)
     return top
 

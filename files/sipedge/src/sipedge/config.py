@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .dispatcher import ALGORITHMS as _ALGORITHMS, PRIORITY_ORDERS
+from .uri import split_hostport
 
 ALGORITHMS = tuple(sorted(_ALGORITHMS))
 
@@ -52,23 +53,33 @@ class Config:
     scanner_user_agents: tuple = SEED_SCANNERS
     allowed_methods: tuple = SEED_METHODS
     options_answer_networks: tuple = ()
+    overload_delay: float = 0.05
+    drain_timeout: float = 5.0
     fr_timer: float = 5.0
     fr_inv_timer: float = 30.0
+    max_inv_lifetime: float = 180.0
     t1: float = 0.5
     t2: float = 4.0
     algorithm: int = 4
     set_algorithms: dict = field(default_factory=dict)
     priority_order: str = "lowest-first"
     ping_interval: float = 30.0
+    ping_timeout: float = 5.0  # when not set: fr_timer, as Kamailio pings through tm
     ping_method: str = "OPTIONS"
     ping_from: str = "sip:sipedge@localhost"
     ping_reply_codes: frozenset = frozenset()
     probing_threshold: int = 2
     inactive_threshold: int = 2
+    failover: bool = True
+    failover_attempts: int = 2
+    failover_codes: frozenset = frozenset((500, 502, 503, 504))
+    removed_grace: float = 14400.0
     db_path: str = "/var/lib/sipedge/routing.db"
     db_poll_interval: float = 0.5
     log_level: str = "info"
     control_socket: str = "/run/sipedge/sipedge.sock"
+    admin_listen: str = ""
+    admin_htpasswd: str = "/etc/sipedge/admin.htpasswd"
 
 
 def parse_listen(text):
@@ -143,8 +154,8 @@ def _sip(r, d):
     except ValueError:
         r.fail("listen", "each entry must be udp:IP:PORT (IPv6 as udp:[IP]:PORT)")
     out["advertised_address"] = r.get("advertised_address", str, d.advertised_address)
-    if any(c in out["advertised_address"] for c in " ;,<>\"\t"):
-        r.fail("advertised_address", "must be a host or host:port")
+    if out["advertised_address"] and split_hostport(out["advertised_address"].encode()) is None:
+        r.fail("advertised_address", "must be a host, host:port, [IPv6] or [IPv6]:port")
     out["workers"] = r.number("workers", d.workers, 1, 64, int)
     out["max_forwards"] = r.number("max_forwards", d.max_forwards, 0, 255, int)
     out["max_forwards_limit"] = r.number("max_forwards_limit", d.max_forwards_limit, 0, 255, int)
@@ -158,11 +169,13 @@ def _sip(r, d):
             ipaddress.ip_network(n, strict=False) for n in r.strings("options_answer_networks", ()))
     except ValueError:
         r.fail("options_answer_networks", "each entry must be an IP network in CIDR form")
+    out["overload_delay"] = r.number("overload_delay", d.overload_delay, 0, 10)
+    out["drain_timeout"] = r.number("drain_timeout", d.drain_timeout, 0, 300)
     return out
 
 
 def _timers(r, d):
-    out = {key: r.number(key, getattr(d, key), 0.001) for key in ("fr_timer", "fr_inv_timer", "t1", "t2")}
+    out = {key: r.number(key, getattr(d, key), 0.001) for key in ("fr_timer", "fr_inv_timer", "max_inv_lifetime", "t1", "t2")}
     if out["t2"] < out["t1"]:
         r.fail("t2", "must be >= t1")
     return out
@@ -181,6 +194,7 @@ def _dispatcher(r, d):
         r.fail("set_algorithms", "values must be one of %s" % ", ".join(map(str, ALGORITHMS)))
     out["priority_order"] = r.choice("priority_order", d.priority_order, PRIORITY_ORDERS)
     out["ping_interval"] = r.number("ping_interval", d.ping_interval, 0)
+    out["ping_timeout"] = r.number("ping_timeout", None, 0.001) if "ping_timeout" in r.data else None
     out["ping_method"] = r.get("ping_method", str, d.ping_method)
     if not out["ping_method"].isalpha() or out["ping_method"] != out["ping_method"].upper():
         r.fail("ping_method", "must be an upper-case method name")
@@ -193,6 +207,13 @@ def _dispatcher(r, d):
     out["ping_reply_codes"] = frozenset(codes)
     out["probing_threshold"] = r.number("probing_threshold", d.probing_threshold, 1, None, int)
     out["inactive_threshold"] = r.number("inactive_threshold", d.inactive_threshold, 1, None, int)
+    out["failover"] = r.get("failover", bool, d.failover)
+    out["failover_attempts"] = r.number("failover_attempts", d.failover_attempts, 0, 16, int)
+    codes = r.get("failover_codes", list, sorted(d.failover_codes))
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 300 <= c <= 699 for c in codes):
+        r.fail("failover_codes", "must be a list of final SIP status codes (300-699)")
+    out["failover_codes"] = frozenset(codes)
+    out["removed_grace"] = r.number("removed_grace", d.removed_grace, 0)
     return out
 
 
@@ -214,8 +235,20 @@ def _control(r, d):
     return {"control_socket": path}
 
 
+def _admin(r, d):
+    listen = r.get("listen", str, d.admin_listen)
+    if listen:
+        parts = split_hostport(listen.encode())
+        if parts is None or parts[1] is None:
+            r.fail("listen", "must be HOST:PORT or [IPv6]:PORT, or empty to disable the admin endpoint")
+    path = r.get("htpasswd", str, d.admin_htpasswd)
+    if listen and not path.startswith("/"):
+        r.fail("htpasswd", "must be an absolute path")
+    return {"admin_listen": listen, "admin_htpasswd": path}
+
+
 SECTIONS = {"sip": _sip, "timers": _timers, "dispatcher": _dispatcher, "database": _database, "log": _log,
-            "control": _control}
+            "control": _control, "admin": _admin}
 
 
 def from_dict(data):
@@ -228,6 +261,8 @@ def from_dict(data):
         reader = _Reader(data.get(section, {}), section)
         values.update(build(reader, defaults))
         reader.finish()
+    if values["ping_timeout"] is None:
+        values["ping_timeout"] = values["fr_timer"]
     return Config(**values)
 
 

@@ -1,9 +1,9 @@
-"""Destination sets, selection algorithms and the OPTIONS keep-alive state machine.
+"""Destination sets and the selection algorithms.
 
 Sans-I/O: nothing here sends, sleeps or reads a clock.  The shell feeds the
-routing DB rows to `Dispatcher.load`, asks `select` for a destination per
-request, pings `ping_targets()` every `ping_interval` and reports each result
-to `ping_result`, which says when a destination went up or down.
+routing DB rows to `Dispatcher.prepare` / `commit`, the router asks `select`
+for a destination per request (and `next_destination` after a failed one),
+and health.py pings `ping_targets()` and keeps each destination's state bits.
 References below are to `reference/sip-spec-notes.md` (section 2).
 
 Array order of a set (decides round-robin rotation, algorithm 8 and the skip loop):
@@ -26,21 +26,22 @@ INACTIVE or DISABLED entry passes the choice on to the next one in array order.
 
 Reload (`load`) keeps what Kamailio would lose (2.11), so that the routing DB
 can change under a running router without side effects:
-  * the health state (TRYING/INACTIVE/PROBING bits and the probe counter) of a
-    destination whose (setid, uri) and `flags` column are unchanged; a changed
-    `flags` column means an operator decision and resets the state to it;
+  * the health state (TRYING/INACTIVE/PROBING bits and the probe counter) and
+    the counters of a destination whose (setid, uri) and `flags` column are
+    unchanged; a changed `flags` column means an operator decision and resets
+    the state (not the counters) to it;
   * the round-robin position and the weight table of a set whose members (in
     array order, and their weights) are unchanged.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import random
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol, Union
+
+from .uri import default_port, ip_literal, parse_uri
 
 INACTIVE, TRYING, DISABLED, PROBING = 1, 2, 4, 8
 NODNSARES, NOPING = 16, 32
@@ -54,7 +55,6 @@ PRIORITY_ORDERS = ("lowest-first", "kamailio")
 WEIGHT_SLOTS = 100
 
 _M32 = 0xFFFFFFFF
-_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 
 Row = tuple  # (setid, destination, flags, priority, attrs) as read from the DB
 Text = Union[str, bytes]
@@ -106,45 +106,10 @@ def _as_bytes(value: Text) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
-def split_uri(uri: str) -> Optional[tuple[str, Optional[str], str, Optional[str], str]]:
-    """Split a sip:/sips: URI into (scheme, user, host, port, params).
-
-    `host` is the literal text (IPv6 keeps its brackets, as in Kamailio's
-    parse_uri), `user` is None without '@', `port` is None when absent.
-    Returns None when the URI is not a usable sip/sips URI.
-    """
-    uri = uri.strip()
-    scheme, sep, rest = uri.partition(":")
-    scheme = scheme.lower()
-    if not sep or scheme not in ("sip", "sips"):
-        return None
-    rest = rest.partition("?")[0]
-    user = None
-    userinfo, at, hostpart = rest.partition("@")
-    if at:
-        user = userinfo.partition(":")[0]  # drop a password
-    else:
-        hostpart = userinfo
-    hostport, _sep, params = hostpart.partition(";")
-    port: Optional[str]
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close < 0:
-            return None
-        host, tail = hostport[:close + 1], hostport[close + 1:]
-        if not tail:
-            port = None
-        elif tail[0] == ":":
-            port = tail[1:]
-        else:
-            return None
-    else:
-        host, colon, port = hostport.partition(":")
-        if not colon:
-            port = None
-    if not host or (port is not None and not (port.isascii() and port.isdigit() and int(port) <= 65535)):
-        return None
-    return scheme, user, host, port, params
+def _uri(uri: Text):
+    """A sip/sips Uri with a host (uri.py), or None."""
+    parsed = parse_uri(_as_bytes(uri).strip())
+    return parsed if parsed is not None and parsed.host else None
 
 
 def uri_hash_keys(uri: Text) -> Optional[tuple[Optional[bytes], bytes]]:
@@ -153,13 +118,13 @@ def uri_hash_keys(uri: Text) -> Optional[tuple[Optional[bytes], bytes]]:
     The port is part of key 2 only when present and not the scheme's default
     (5060, 5061 for sips).  None when the URI has no host (Kamailio: error).
     """
-    parts = split_uri(uri.decode("utf-8", "surrogateescape") if isinstance(uri, bytes) else uri)
-    if parts is None:
+    parsed = _uri(uri)
+    if parsed is None:
         return None
-    scheme, user, host, port, _unused = parts
-    if port is not None and int(port) != (5061 if scheme == "sips" else 5060):
-        host = host + ":" + port
-    return (None if user is None else _as_bytes(user)), _as_bytes(host)
+    host = parsed.host
+    if parsed.port is not None and int(parsed.port) != default_port(parsed.scheme):
+        host = host + b":" + parsed.port
+    return parsed.user, host
 
 
 def parse_destination(uri: str) -> Optional[tuple[str, int, str]]:
@@ -168,27 +133,16 @@ def parse_destination(uri: str) -> Optional[tuple[str, int, str]]:
     host is socket-ready (IPv6 without brackets); port defaults to 5060 (5061
     for sips); transport is the lower-cased `transport` parameter or "".
     """
-    parts = split_uri(uri)
-    if parts is None:
+    parsed = _uri(uri)
+    if parsed is None:
         return None
-    scheme, _unused, host, port, params = parts
+    host = parsed.host.decode("ascii")
     if host.startswith("["):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
+        host = ip_literal(host)
+        if host is None:
             return None
-    elif not _HOSTNAME.match(host):
-        return None
-    number = int(port) if port is not None else (5061 if scheme == "sips" else 5060)
-    if not 1 <= number <= 65535:
-        return None
-    transport = ""
-    for param in params.split(";"):
-        name, _sep, value = param.partition("=")
-        if name.strip().lower() == "transport":
-            transport = value.strip().lower()
-    return host, number, transport
+    transport = parsed.param(b"transport")
+    return host, parsed.port_number, (transport or b"").decode("ascii", "replace").lower()
 
 
 def parse_attrs(attrs: str) -> dict[str, str]:
@@ -257,10 +211,23 @@ class Destination:  # pylint: disable=too-many-instance-attributes
     # (IP, port) to send to; for a host name, filled when the name resolves at each load
     address: Optional[tuple[str, int]] = None
     named: bool = False  # host is a name (resolved at load time, never per request)
+    # kept across reloads with the health state: for `sipedge ctl dispatcher list` and /metrics
+    calls: int = 0  # initial requests sent to it
+    failures: int = 0  # calls that failed on it (failover or a marked failure)
+    last_ping: Optional[float] = None  # monotonic time of the last keep-alive result
+    last_code: Optional[int] = None  # its code (408 for no answer)
+    rtt: Optional[float] = None  # its round trip in seconds, None for no answer
+    pinned: bool = False  # a runtime set-state holds it: keep-alives do not change it (until its row changes)
 
     @property
     def selectable(self) -> bool:
         return not self.flags & SKIP
+
+    @property
+    def status(self) -> str:
+        """The state in a word: active, trying, inactive or disabled."""
+        flags = self.flags
+        return "inactive" if flags & INACTIVE else "disabled" if flags & DISABLED else "trying" if flags & TRYING else "active"
 
     @property
     def state(self) -> str:
@@ -272,20 +239,16 @@ class Destination:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True)
 class DispatcherSettings:
-    """The [dispatcher] config keys that the core needs."""
+    """The [dispatcher] config keys that selection needs."""
 
     algorithm: int = 4
     set_algorithms: dict[int, int] = field(default_factory=dict)
     priority_order: str = "lowest-first"
-    probing_threshold: int = 2
-    inactive_threshold: int = 2
-    ping_reply_codes: frozenset[int] = frozenset()
+    removed_grace: float = 14400.0  # seconds a removed destination's address still counts as a backend
 
     def __post_init__(self):
         if self.priority_order not in PRIORITY_ORDERS:
             raise ValueError("priority_order must be one of %s (got %r)" % (", ".join(PRIORITY_ORDERS), self.priority_order))
-        if self.probing_threshold < 1 or self.inactive_threshold < 1:
-            raise ValueError("probing_threshold and inactive_threshold must be >= 1")
 
 
 @dataclass(eq=False)
@@ -312,7 +275,9 @@ class PreparedLoad:
     by_key: dict[tuple[int, str], Destination]
     rebuilt: list[_Set]  # new set objects: the live round-robin position is carried at commit
     fresh: list[Destination]  # new destination objects: the live health state is carried at commit
-    named: list[Destination]  # destinations whose host is a name, to resolve before commit
+    named: list[Destination]  # destinations whose host is a name
+    resolved: dict[str, Optional[str]]  # their names -> IP (None: did not resolve)
+    ips: frozenset[str]  # every destination's IP, disabled ones included
     warnings: list[str]
 
 
@@ -327,6 +292,8 @@ class Dispatcher:
         self._sets: dict[int, _Set] = {}
         self._by_key: dict[tuple[int, str], Destination] = {}
         self._by_raw: dict[Row, Optional[Destination]] = {}  # the previous prepare's rows
+        self._ips: frozenset[str] = frozenset()  # every destination's IP
+        self._departed: dict[str, float] = {}  # IP of a removed destination -> until when it still counts
         unknown = sorted({settings.algorithm, *settings.set_algorithms.values()} - ALGORITHMS)
         # select() treats these as 8 (Kamailio: "algo not implemented - using first entry")
         self.settings_warnings = ["dispatcher algorithm %d is not supported: using the first selectable destination (8)" % alg for alg in unknown]
@@ -340,7 +307,7 @@ class Dispatcher:
         self.commit(prepared)
         return prepared.warnings
 
-    def prepare(self, rows: Iterable[Row]) -> "PreparedLoad":
+    def prepare(self, rows: Iterable[Row], resolve=None) -> "PreparedLoad":
         """The new sets, computed without touching the ones in use, so that a
         reload can be prepared in another thread while the current table routes.
 
@@ -348,7 +315,8 @@ class Dispatcher:
         (no parsing, state and counters untouched), and a set whose members are
         the same objects in the same order keeps its _Set: a reload costs what
         changed.  Only the DB thread calls this (one prepare at a time, each
-        followed by its commit in order).
+        followed by its commit in order).  `resolve(name)` -> IP or None looks
+        up the destinations' host names (in that thread: never per request).
         """
         warnings: list[str] = []
         fresh: list[Destination] = []
@@ -385,22 +353,33 @@ class Dispatcher:
                 rebuilt.append(dset)
         self._by_raw = by_raw
         named = [dest for dest in by_key.values() if dest.named]
-        return PreparedLoad(sets, by_key, rebuilt, fresh, named, warnings)
+        resolved = {name: resolve(name) for name in {dest.host for dest in named}} if resolve else {}
+        ips = {dest.address[0] for dest in by_key.values() if dest.address is not None}
+        ips.update(ip for ip in resolved.values() if ip is not None)
+        return PreparedLoad(sets, by_key, rebuilt, fresh, named, resolved, frozenset(ips), warnings)
 
-    def commit(self, prepared: "PreparedLoad", resolved: Optional[dict[str, str]] = None) -> None:
+    def commit(self, prepared: "PreparedLoad", now: float = 0.0) -> None:
         """Put a prepared load in use (on the thread that selects): carry the
-        live state of destinations and sets that stay over to their new objects,
-        and give named destinations the addresses `resolved` (name -> IP) found.
+        live state and counters of destinations and sets that stay over to
+        their new objects, and give named destinations their resolved address.
         Costs what changed and the named destinations, not the table's size."""
-        resolved = resolved or {}
         for dest in prepared.named:
-            ip = resolved.get(dest.host)
+            ip = prepared.resolved.get(dest.host)
             dest.address = None if ip is None else (ip, dest.port)
         for dest in prepared.fresh:
             old = self._by_key.get((dest.setid, dest.uri))
-            if old is not None and old is not dest and old.db_flags == dest.db_flags:
+            if old is None or old is dest:
+                continue
+            dest.calls, dest.failures = old.calls, old.failures
+            dest.last_ping, dest.last_code, dest.rtt = old.last_ping, old.last_code, old.rtt
+            if old.db_flags == dest.db_flags and not old.pinned:
                 # same flags column: the health state stays (a changed one is an operator's decision)
                 dest.flags, dest.probing_count = old.flags, old.probing_count
+        grace = now + self.settings.removed_grace
+        for ip in self._ips - prepared.ips:
+            self._departed[ip] = grace
+        self._departed = {ip: until for ip, until in self._departed.items() if until > now and ip not in prepared.ips}
+        self._ips = prepared.ips
         for dset in prepared.rebuilt:
             old = self._sets.get(dset.setid)
             if old is not None and old.members() == dset.members():
@@ -426,10 +405,8 @@ class Dispatcher:
         host, port, transport = parsed
         if transport and transport != "udp":
             warnings.append("destination %s: transport %s is not supported, sending UDP" % (uri, transport))
-        try:
-            address: Optional[tuple[str, int]] = (str(ipaddress.ip_address(host)), port)
-        except ValueError:
-            address = None  # a host name
+        ip = ip_literal(host)
+        address = None if ip is None else (ip, port)  # a host name is resolved for each load
         return Destination(setid=setid, uri=uri, flags=flags, priority=priority, attrs=attrs, host=host, port=port,
                            weight=_weight(attrs), db_flags=flags, transport=transport, address=address, named=address is None)
 
@@ -499,6 +476,31 @@ class Dispatcher:
             dset.last = (i + 1) % n  # the next call starts after the node really used
         return dlist[i]
 
+    def next_destination(self, setid: int, tried: list[Destination]) -> Optional[Destination]:
+        """Failover (Kamailio's ds_next_dst): the next selectable destination of
+        the set in array order after the last one tried, never one tried before."""
+        dset = self._sets.get(setid)
+        if dset is None or not tried:
+            return None
+        dlist = dset.dlist
+        last = tried[-1]
+        start = next((i for i, d in enumerate(dlist) if d.uri == last.uri), -1) + 1
+        uris = {d.uri for d in tried}
+        for step in range(len(dlist)):
+            dest = dlist[(start + step) % len(dlist)]
+            if not dest.flags & SKIP and dest.uri not in uris:
+                return dest
+        return None
+
+    def may_relay(self, src_ip: str, target_ip: str, now: float) -> bool:
+        """DESIGN.md decision 13: an in-dialog request from a backend may go
+        anywhere its dialog says; one from anyone else only to a backend.  A
+        backend is an IP of any destination row, disabled ones included, or of
+        one removed less than `removed_grace` seconds ago (its calls still end)."""
+        ips, departed = self._ips, self._departed
+        return (src_ip in ips or target_ip in ips
+                or departed.get(src_ip, 0.0) > now or departed.get(target_ip, 0.0) > now)
+
     # -- listing -----------------------------------------------------------
 
     def set_ids(self) -> list[int]:
@@ -523,61 +525,41 @@ class Dispatcher:
             "destinations": [{
                 "index": index, "uri": d.uri, "state": d.state, "flags": d.flags, "priority": d.priority,
                 "attrs": d.attrs, "weight": d.weight, "probing_count": d.probing_count,
+                "status": d.status, "probing": bool(d.flags & PROBING), "pinned": d.pinned,
+                "last_ping": d.last_ping, "last_code": d.last_code, "rtt": d.rtt, "calls": d.calls, "failures": d.failures,
             } for index, d in enumerate(self._sets[setid].dlist)],
         } for setid in sorted(self._sets)]
 
     # -- state -------------------------------------------------------------
 
-    def ping_result(self, dest: Destination, code: int) -> Optional[str]:
-        """Apply one keep-alive result (408 for a local timeout).
-
-        Returns "up" or "down" when selectability changed, else None.  The
-        destination is looked up again by (setid, uri), as Kamailio's
-        ds_update_state does, so a result that arrives after a reload applies
-        to the current entry and one for a removed entry is ignored.
-        """
-        current = self._by_key.get((dest.setid, dest.uri))
-        if current is None or current.flags & DISABLED:
-            return None
-        old = current.flags
-        count = current.probing_count
-        settings = self.settings
-        if 200 <= code <= 299 or code in settings.ping_reply_codes:
-            state = PROBING
-            if old & INACTIVE:
-                count += 1
-                if count < settings.inactive_threshold:
-                    state |= INACTIVE  # not enough successes in a row yet
-                else:
-                    count = 0
-            else:
-                count = 0  # one success heals TRYING
-        elif old & INACTIVE:
-            state, count = INACTIVE | PROBING, 0  # the success streak starts again
-        else:
-            count += 1
-            if count >= settings.probing_threshold:
-                state, count = INACTIVE | PROBING, 0
-            else:
-                state = TRYING | PROBING
-        current.flags = (old & ~HEALTH_BITS) | state
-        current.probing_count = count
-        return self._event(old, current.flags)
-
-    def set_state(self, setid: int, uri: str, state: int) -> bool:
+    def set_state(self, setid: int, uri: str, state: int, pin: bool = False) -> bool:
         """Admin hook (RPC dispatcher.set_state): set the state bits 1|2|4|8.
 
-        Like Kamailio: no event, the probe counter is kept.  False if unknown.
+        Like Kamailio: no event, the probe counter is kept.  With `pin` the
+        state holds: keep-alives leave it alone until the row changes in the
+        DB (or the edge restarts).  False if unknown.
         """
         dest = self._by_key.get((setid, uri))
         if dest is None:
             return False
         dest.flags = (dest.flags & ~(HEALTH_BITS | DISABLED)) | (state & (HEALTH_BITS | DISABLED))
+        dest.pinned = pin
         return True
 
-    @staticmethod
-    def _event(old: int, new: int) -> Optional[str]:
-        was, now = bool(old & SKIP), bool(new & SKIP)
-        if was == now:
-            return None
-        return "up" if was else "down"
+    def overrides(self) -> list[list]:
+        """[setid, uri, flags] of every destination whose state is not its
+        `flags` column: what another process needs to share this view."""
+        return [[d.setid, d.uri, d.flags] for d in self._by_key.values() if d.flags != d.db_flags]
+
+    def apply_states(self, states: list, full: bool = False) -> None:
+        """Take the states another process decided (see overrides); with
+        `full`, every destination not listed is back at its flags column."""
+        if full:
+            listed = {(setid, uri) for setid, uri, _flags in states}
+            for key, dest in self._by_key.items():
+                if key not in listed:
+                    dest.flags = dest.db_flags
+        for setid, uri, flags in states:
+            dest = self._by_key.get((setid, uri))
+            if dest is not None:
+                dest.flags = flags

@@ -11,8 +11,9 @@ whose body does not parse, so the route can decide as Kamailio does what such a
 message deserves (drop, 483 or 400) depending on where the bad header sits.
 """
 
-import functools
 import re
+
+from .uri import parameter, parse_uri, port_number
 
 CRLF = b"\r\n"
 
@@ -39,11 +40,12 @@ _PARAM = (_LWS + rb";" + _LWS + _TOKEN + rb"(?:" + _LWS + rb"=" + _LWS
 _VIA_RE = re.compile(
     rb"SIP" + _LWS + rb"/" + _LWS + rb"2\.0" + _LWS + rb"/" + _LWS + rb"(" + _TOKEN + rb")[ \t]+"
     + rb"(" + _HOST + rb")(?:" + _LWS + rb":" + _LWS + rb"([0-9]{1,5}))?((?:" + _PARAM + rb")*)" + _LWS + rb"\Z")
-_HOSTPART_RE = re.compile(rb"(" + _HOST + rb")(?::([0-9]{1,5}))?((?:;[^;?]*)*)(?:\?.*)?\Z", re.S)
 _FOLD_RE = re.compile(rb"\r\n[ \t]+")
 
 
 _NAMES = {}  # header name as written -> canonical name; most traffic uses a few spellings
+_NAME_CACHED = 32  # longer names are rare and may be an attacker's: never kept
+MAX_NUMBER_DIGITS = 10  # the longest 32-bit number; longer ones are refused before int()
 
 
 def _header_name(raw):
@@ -52,9 +54,18 @@ def _header_name(raw):
     if _NAME_RE.match(name) is None:
         return b""
     name = COMPACT.get(name, name)
-    if len(_NAMES) < 4096:
+    if len(raw) <= _NAME_CACHED and len(_NAMES) < 4096:
         _NAMES[raw] = name
     return name
+
+
+def number(text, limit=0xFFFFFFFF):
+    """A decimal number 0..limit given as digits (at most 10), else None.
+    Bounded before int(): a value of thousands of digits costs nothing."""
+    if not text or len(text) > MAX_NUMBER_DIGITS or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= limit else None
 
 
 # Cached parse results that depend on a header, dropped when it is edited.
@@ -92,66 +103,6 @@ def split_commas(value):
     return parts
 
 
-def _param(params, name):
-    """Value of `name` in ';a=1;b' style parameters (b'' for a flag), or None."""
-    for item in params.split(b";")[1:]:
-        key, _sep, val = item.partition(b"=")
-        if key.strip().lower() == name:
-            return val.strip()
-    return None
-
-
-class Uri:
-    """A parsed sip:/sips: URI (other schemes keep only `scheme` and `raw`)."""
-
-    __slots__ = ("raw", "scheme", "user", "host", "port", "params")
-
-    def __init__(self, raw, scheme, user=None, host=b"", port=None, params=b""):
-        self.raw, self.scheme, self.user, self.host, self.port, self.params = raw, scheme, user, host, port, params
-
-    def param(self, name):
-        """Value of a URI parameter (b'' for a flag), or None."""
-        return _param(self.params, name)
-
-    @property
-    def port_number(self):
-        """The port, or the scheme's default (5061 for sips, else 5060)."""
-        return int(self.port) if self.port else (5061 if self.scheme == b"sips" else 5060)
-
-
-@functools.lru_cache(maxsize=8192)
-def parse_uri(raw):
-    """Parse a URI the way Kamailio's parse_uri accepts it; None when invalid.
-    Cached: the same From, To and R-URI values come back call after call, and
-    the Uri objects are never modified.
-
-    sip/sips URIs are parsed fully; the user part ends at the first '@' (an
-    '@' inside it must be escaped) and may hold ';', '?' and ','.  tel: and
-    urn: are accepted as opaque, as Kamailio does; any other scheme, or
-    anything shorter than 5 octets, fails.
-    """
-    if len(raw) < 5 or b" " in raw or b"\t" in raw:
-        return None
-    colon = raw.find(b":")
-    scheme = raw[:colon].lower() if colon > 0 else b""
-    if scheme in (b"tel", b"urn"):
-        return Uri(raw, scheme) if len(raw) > len(scheme) + 1 else None
-    if scheme not in (b"sip", b"sips"):
-        return None
-    rest = raw[colon + 1:]
-    user = None
-    at = rest.find(b"@")
-    if at >= 0:
-        user, rest = rest[:at], rest[at + 1:]
-    match = _HOSTPART_RE.match(rest)
-    if match is None:
-        return None
-    port = match.group(2)
-    if port is not None and not 0 < int(port) < 65536:
-        return None
-    return Uri(raw, scheme, user, match.group(1), port, match.group(3))
-
-
 class NameAddr:
     """From/To/Route/Contact-style value: optional display name, URI, params."""
 
@@ -162,7 +113,7 @@ class NameAddr:
 
     def param(self, name):
         """Value of a header parameter (b'' for a flag), or None."""
-        return _param(self.params, name)
+        return parameter(self.params, name)
 
 
 def parse_name_addr(value):
@@ -210,7 +161,11 @@ class Via:
             raise ParseError("bad Via")
         self.transport = match.group(1).upper()
         self.host = match.group(2)
-        self.port = int(match.group(3)) if match.group(3) else None
+        self.port = None
+        if match.group(3):
+            self.port = port_number(match.group(3))
+            if self.port is None:
+                raise ParseError("bad Via port")  # RFC 3261 25: 1-65535
         self.params_raw = match.group(4)
         self._params = None
 
@@ -254,7 +209,7 @@ def _check_body(name, value, cache):
         parsed = parse_name_addr(value)
         cache.setdefault(name, parsed)
         return parsed is not None
-    return value.isdigit()  # content-length (values come stripped)
+    return number(value) is not None  # content-length (values come stripped); Kamailio's parser overflows
 
 
 class Message:

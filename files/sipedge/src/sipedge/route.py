@@ -6,43 +6,46 @@ results follow Kamailio running the seed (sip-spec-notes section 1), with the
 decisions of DESIGN.md where the seed's letter and intent differ.
 """
 
-import functools
 import ipaddress
 import logging
+from typing import NamedTuple, Optional
 
-from .message import parse_uri, parse_name_addr
+from .message import number, parse_name_addr
+from .uri import ip_literal, parse_uri
 
 log = logging.getLogger("sipedge")
 NOTICE = 25
 
-DROP = ("drop",)
+
+class Drop(NamedTuple):
+    """Nothing is sent; `reason` names why, for the drop counters."""
+
+    reason: str
 
 
-@functools.lru_cache(maxsize=4096)
-def ip_literal(host):
-    """'::1' for '[::1]' or '::1', the address for an IPv4 literal, None for a name."""
-    host = host[1:-1] if host.startswith("[") else host
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
+class Reply(NamedTuple):
+    """A stateless reply (never to an ACK)."""
+
+    code: int
+    reason: bytes
 
 
-def reply(code, reason):
-    return ("reply", code, reason)
+class Forward(NamedTuple):
+    """Relay statefully (statelessly for an ACK) to `address`, (IP, port)."""
+
+    address: tuple
+    record_route: bool
+    setid: Optional[int] = None  # the dispatcher set an initial request was routed to
+    destination: object = None  # its dispatcher.Destination
 
 
-def forward(address, record_route):
-    """Relay to address, an (IP string, port int) pair."""
-    return ("forward", address, record_route)
-
-
-TOO_MANY_HOPS = reply(483, b"Too Many Hops")
-NOT_HERE = reply(404, b"Not Here")
-NOT_ALLOWED = reply(405, b"Method Not Allowed")
-UNAVAILABLE = reply(503, b"Service Unavailable")
-OPTIONS_OK = reply(200, b"OK")
-UNRESOLVABLE = reply(478, b"Unresolvable destination (478/SL)")
+TOO_MANY_HOPS = Reply(483, b"Too Many Hops")
+NOT_HERE = Reply(404, b"Not Here")
+NOT_ALLOWED = Reply(405, b"Method Not Allowed")
+UNAVAILABLE = Reply(503, b"Service Unavailable")
+OPTIONS_OK = Reply(200, b"OK")
+UNRESOLVABLE = Reply(478, b"Unresolvable destination (478/SL)")
+FORBIDDEN = Reply(403, b"Forbidden")
 
 
 def max_forwards(msg, limit_insert, limit_max):
@@ -54,7 +57,7 @@ def max_forwards(msg, limit_insert, limit_max):
         msg.insert(0, b"max-forwards", b"Max-Forwards: %d" % limit_insert)
         return None
     if msg.count(b"max-forwards") > 1:
-        return DROP
+        return Drop("max-forwards-twice")
     text = msg.value(i)
     if text and (not text.isdigit() or len(text) > 5):
         return TOO_MANY_HOPS
@@ -65,45 +68,41 @@ def max_forwards(msg, limit_insert, limit_max):
     return None
 
 
-def _uint(text, bits):
-    return text.isdigit() and int(text) < (1 << bits)
-
-
 def sanity(msg):
     """sanity_check("1511", "7") in Kamailio's order; the first failure decides.
     Checks that Kamailio answers with no reply are silent drops."""
     if msg.version != b"SIP/2.0":
-        return reply(505, b"Version Not Supported (R-URI)")
+        return Reply(505, b"Version Not Supported (R-URI)")
     if msg.ruri_parsed is None:
-        return reply(400, b"Bad Request URI")
+        return Reply(400, b"Bad Request URI")
     for name in (b"from", b"to", b"call-id", b"cseq"):
         if msg.count(name) != 1:
-            return DROP
-    number, method = msg.cseq
+            return Drop("duplicate-header")
+    cseq_number, method = msg.cseq
     if not method:
-        return reply(400, b"Missing method in CSeq header")
+        return Reply(400, b"Missing method in CSeq header")
     if method != msg.method:
-        return reply(400, b"CSeq method does not match request method")
-    if not number:
-        return reply(400, b"Missing number in CSeq header")
-    if not _uint(number, 31):
-        return reply(400, b"CSeq number is illegal")
+        return Reply(400, b"CSeq method does not match request method")
+    if not cseq_number:
+        return Reply(400, b"Missing number in CSeq header")
+    if number(cseq_number, 0x7FFFFFFF) is None:
+        return Reply(400, b"CSeq number is illegal")
     length = msg.get(b"content-length")
-    if length is not None:
+    if length is not None:  # its value parsed when the message was (message._check_body)
         if not msg.has_eoh:
-            return reply(400, b"Content-Length Body Failure")
+            return Reply(400, b"Content-Length Body Failure")
         if int(length) != len(msg.body):
-            return reply(400, b"Content-Length mis-match")
+            return Reply(400, b"Content-Length mis-match")
     expires = msg.get(b"expires")
     if expires is not None:
         if not expires:  # Kamailio's Expires parser fails before sanity's own check
-            return reply(400, b"Bad Expires Header")
-        if not _uint(expires, 32):
-            return reply(400, b"Expires value is illegal")
+            return Reply(400, b"Bad Expires Header")
+        if number(expires) is None:
+            return Reply(400, b"Expires value is illegal")
     if msg.from_uri_parsed is None:
-        return reply(400, b"Invalid From Header")
+        return Reply(400, b"Invalid From Header")
     if msg.to_uri_parsed is None:
-        return reply(400, b"Invalid To Header")
+        return Reply(400, b"Invalid To Header")
     return None
 
 
@@ -119,13 +118,13 @@ class Router:
         self.methods = frozenset(m.encode() for m in config.allowed_methods)
         self.options_networks = config.options_answer_networks
 
-    def route(self, msg, src_ip):
-        """Run the pipeline; returns an outcome tuple."""
+    def route(self, msg, src_ip, now):
+        """Run the pipeline; returns a Drop, Reply or Forward."""
         cfg = self.config
         return (max_forwards(msg, cfg.max_forwards, cfg.max_forwards_limit)
                 or sanity(msg)
                 or self.scanner(msg)
-                or self.in_dialog(msg)
+                or self.in_dialog(msg, src_ip, now)
                 or self.method_allowed(msg)
                 or self.domain(msg, src_ip))
 
@@ -136,12 +135,13 @@ class Router:
             for needle in self.scanners:
                 if needle in agent:
                     log.debug("scanner dropped: %s", agent.decode("utf-8", "replace"))
-                    return DROP
+                    return Drop("scanner")
         return None
 
-    def in_dialog(self, msg):
+    def in_dialog(self, msg, src_ip, now):
         """has_totag -> loose_route or 404.  A Route that does not name this edge
-        is never followed (DESIGN.md decision 9)."""
+        is never followed (DESIGN.md decision 9), and a request from outside the
+        backends may only reach a backend (decision 13)."""
         if not msg.to_tag:
             return None
         routes = msg.values(b"route")
@@ -164,26 +164,32 @@ class Router:
                 return NOT_HERE
             routes = routes[1:]
             self._set_routes(msg, routes)
+        target = msg.ruri_parsed
         if routes:
             nxt = parse_name_addr(routes[0])
             target = parse_uri(nxt.uri) if nxt else None
-        else:
-            target = msg.ruri_parsed
-        return self._target(target)
+            if target is not None and target.scheme in (b"sip", b"sips") and target.param(b"lr") is None:
+                # A strict router next (RFC 3261 16.6 step 6): it gets the request
+                # with itself as R-URI and the old R-URI as the last Route.
+                self._set_routes(msg, routes[1:] + [b"<" + msg.ruri + b">"])
+                msg.set_ruri(nxt.uri)
+        return self._target(target, src_ip, now)
 
     def _myself_uri(self, uri):
         return self.is_myself(uri.host, uri.port_number)
 
-    @staticmethod
-    def _target(uri):
-        """Relay an in-dialog request to `uri` (no Record-Route)."""
+    def _target(self, uri, src_ip, now):
+        """Relay an in-dialog request to `uri` (no Record-Route), if allowed."""
         if uri is None or not uri.host:
             return NOT_HERE
         maddr = uri.param(b"maddr")
-        host = ip_literal((maddr or uri.host).decode("ascii", "replace"))
+        host = ip_literal(maddr or uri.host)
         if host is None:
             return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
-        return forward((host, uri.port_number), False)
+        if not self.dispatcher.may_relay(src_ip, host, now):
+            log.log(NOTICE, "In-dialog request refused: from %s to %s, neither a dispatcher destination", src_ip, host)
+            return FORBIDDEN
+        return Forward((host, uri.port_number), False)
 
     @staticmethod
     def _set_routes(msg, values):
@@ -203,11 +209,11 @@ class Router:
         ruri = msg.ruri_parsed
         domain = ruri.host if ruri is not None else b""
         if not domain:
-            return DROP
+            return Drop("empty-domain")
         to_uri = msg.to_uri_parsed
         if domain != (to_uri.host if to_uri else b""):
             log.warning("R-URI / To mismatch domain=%s src=%s", domain.decode("utf-8", "replace"), src_ip)
-            return DROP
+            return Drop("domain-mismatch")
         if msg.method == b"OPTIONS" and self.options_networks and self._myself_uri(ruri):
             addr = ipaddress.ip_address(src_ip)
             if any(addr in net for net in self.options_networks):
@@ -215,11 +221,11 @@ class Router:
         setid = self.domains.get(domain)
         if setid is None:
             log.log(NOTICE, "Door-knock blocked: domain=%s src=%s", domain.decode("utf-8", "replace"), src_ip)
-            return DROP
+            return Drop("unknown-domain")
         dest = self.dispatcher.select(setid, msg)
         if dest is None:
             log.error("No healthy Asterisk nodes for domain=%s", domain.decode("utf-8", "replace"))
             return UNAVAILABLE
         if dest.address is None:
             return UNRESOLVABLE  # a host name that did not resolve at load time
-        return forward(dest.address, True)
+        return Forward(dest.address, True, setid, dest)

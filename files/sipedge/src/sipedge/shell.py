@@ -1,211 +1,80 @@
-"""The shell: sockets, the clock, timers and the routing DB reader.
+"""A SIP worker process: sockets, the clock and the routing DB around the core.
 
-It holds no SIP logic.  One thread runs an epoll loop: datagrams are read in
-batches from non-blocking sockets (one wake-up serves up to `BATCH`
-datagrams) and handed to the core with the monotonic time, and epoll's
-timeout is the core's next deadline.  The loop is hand-written rather than
-asyncio because per wake-up it costs a fraction of asyncio's machinery, and
-wake-ups are what a busy edge is made of (asyncio's loop took about a fifth of
-the CPU per call in `make bench`).  Slow work runs in threads that hand
-their results to the loop through a queue and a wake-up pipe: the routing DB
-poll (a slow or locked DB never blocks routing; a failed read keeps the last
-good table) and the `sipedge ctl` control socket.
+It holds no SIP logic.  Its Loop (loop.py) reads datagrams in batches from
+non-blocking sockets (one wake-up serves up to `BATCH`) and hands them to the
+core (proxy.py) with the monotonic time.  Slow work runs in a thread that
+hands its results to the loop: the routing DB poll, which also prepares the
+new table there, so that a reload costs the loop only the swap (a slow or
+locked DB never blocks routing; a failed read keeps the last good table).
+
+The main process (manager.py) keeps the health checks, the control socket and
+the admin endpoint; a worker talks to it over a Link: destination states in,
+failed calls, counters and readiness out.
+
+Overload (DESIGN.md decision 16): the first datagram of each wake-up is read
+with its kernel receive time; while the oldest waiting datagram is older than
+`sip.overload_delay`, new INVITEs are shed with 503 (see Proxy.on_datagram).
+On SIGTERM the worker drains: it sheds new INVITEs the same way while the
+transactions in flight finish, for up to `sip.drain_timeout` seconds.
 """
 
-import fcntl
 import gc
-import ipaddress
-import json
 import logging
 import os
-import queue
-import select
-import signal
-import socket
-import struct
 import threading
 import time
 
+from .loop import Link, Loop
+from .net import TIMESTAMP_SPACE, advertised, names_of_self, queue_delay, resolve, udp_socket
 from .proxy import Proxy
 from .store import RoutingStore, StoreError
+from .transaction import PENDING
+from .uri import hostport, split_hostport
 
 log = logging.getLogger("sipedge")
 BATCH = 64
 RECV_SIZE = 65535
-SIOCGIFADDR = 0x8915
+DRAIN_CHECK = 0.1  # seconds between looks at the transactions in flight while draining
 
 
-def interface_ipv4():
-    """IPv4 address of every non-loopback interface, the default route's first.
+class Edge:  # pylint: disable=too-many-instance-attributes
+    """One worker: a Proxy on the configured sockets until stopped.
 
-    Reads /proc/self/net/route and /sys/class/net and asks each interface with
-    an AF_INET ioctl: no netlink socket, so this works under systemd's
-    RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX and ProcSubset=pid."""
-    try:
-        with open("/proc/self/net/route", encoding="ascii") as handle:
-            rows = [line.split() for line in handle.read().splitlines()[1:]]
-    except OSError:
-        rows = []
-    default = [row[0] for row in rows if len(row) > 1 and row[1] == "00000000"]
-    try:
-        others = sorted(os.listdir("/sys/class/net"))
-    except OSError:
-        others = []
-    found = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for name in default + [n for n in others if n not in default]:
-            try:
-                packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
-            except OSError:
-                continue  # no IPv4 address on it
-            address = socket.inet_ntoa(packed[20:24])
-            if not address.startswith("127.") and address not in found:
-                found.append(address)
-    return found
-
-
-def advertised(config, sock_host, port):
-    """host[:port] bytes for our Via/Record-Route, never a wildcard address."""
-    if config.advertised_address:
-        return config.advertised_address.encode()
-    host = sock_host
-    if ipaddress.ip_address(host).is_unspecified:
-        candidates = interface_ipv4() if ":" not in host else []
-        host = candidates[0] if candidates else ("::1" if ":" in host else "127.0.0.1")
-    if ":" in host:
-        host = "[%s]" % host
-    return host.encode() if port == 5060 else b"%s:%d" % (host.encode(), port)
-
-
-def split_hostport(text):
-    """b'host', b'host:port', b'[v6]' or b'[v6]:port' -> (host, port or None)."""
-    if text.startswith(b"["):
-        host, _sep, rest = text[1:].partition(b"]")
-        port = rest[1:]
-    elif text.count(b":") == 1:
-        host, _sep, port = text.partition(b":")
-    else:
-        host, port = text, b""
-    return host, int(port) if port.isdigit() else None
-
-
-def names_of_self(socks, local):
-    """(host, port) pairs that name this edge in Route and R-URI headers."""
-    myself = set()
-    adv_host, adv_port = split_hostport(local)
-    for listen, sock in socks:
-        port = sock.getsockname()[1]
-        hosts = [listen.host]
-        if ipaddress.ip_address(listen.host).is_unspecified:
-            hosts = interface_ipv4() + ["127.0.0.1"]
-        myself.update((host.encode(), port) for host in hosts)
-        myself.add((adv_host, adv_port or port))
-    return myself
-
-
-def resolve_names(prepared):
-    """Resolve the destinations' host names of a prepared load, once per load
-    and in the DB thread, never per request (DESIGN.md decision 11)."""
-    names = {dest.host for dest in prepared[1].named}
-    resolved = {}
-    for host in names:
-        try:
-            resolved[host] = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-        except OSError:
-            log.error("cannot resolve destination host %s", host)
-    return resolved
-
-
-def _udp_socket(v6, reuseport):
-    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-    if v6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    if reuseport:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    # Bursts queue instead of being dropped: with the 208 KB default the kernel
-    # dropped enough at 4000 calls/s in `make bench` to fail 1.5% of the calls.
-    # (Capped by net.core.rmem_max.)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    return sock
-
-
-def run_workers(config):
-    """Fork `config.workers` Edge processes sharing the listening ports; stop
-    them all on SIGTERM/SIGINT or when one fails.  Returns the exit status."""
-    children = []
-    for _i in range(config.workers):
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                Edge(config, reuseport=True).serve()
-                status = 0
-            except BaseException:  # pylint: disable=broad-except
-                log.exception("worker failed")
-            finally:
-                os._exit(status)  # pylint: disable=protected-access
-        children.append(pid)
-    stopping = []
-
-    def stop(*_args):
-        stopping.append(True)
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    status = 0
-    while children:
-        pid, wait_status = os.wait()
-        children.remove(pid)
-        if os.waitstatus_to_exitcode(wait_status) != 0 and not stopping:
-            log.error("worker %d ended with status %d; stopping the others", pid, os.waitstatus_to_exitcode(wait_status))
-            status = 1
-            stop()
-    return status
-
-
-class Edge:
-    """Runs one Proxy on the configured sockets until SIGTERM or SIGINT.
-
-    With `reuseport` (one of several worker processes) the listening sockets
-    are shared with the other workers through SO_REUSEPORT, which keeps each
+    With `reuseport` (one of several workers) the listening sockets are
+    shared with the other workers through SO_REUSEPORT, which keeps each
     source address on one worker, and requests go downstream from a socket of
     this worker's own, named in our Via, so their responses come back here.
     """
 
-    def __init__(self, config, reuseport=False):
+    def __init__(self, config, link_sock, reuseport=False):
         self.config = config
         self.reuseport = reuseport
+        self.loop = Loop()
+        self.link = Link(self.loop, link_sock, self._message, self.loop.stop)
         self.socks = []  # (Listen, socket) of the listening sockets
-        self.readers = {}  # fd -> every socket this process reads
         self.reply_socks = {}  # family is IPv6 -> socket replies leave from
         self.send_socks = {}  # family is IPv6 -> socket requests are relayed from
         self.proxy = None
         self.store = RoutingStore(config.db_path)
-        self.stopping = threading.Event()
-        self._posted = queue.SimpleQueue()  # (function, args) handed over by threads
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poll_now = threading.Event()  # wakes the DB thread early (sipedge ctl reload)
         self._store_error = None
+        self.overloaded = False
+        self.draining = None  # the time draining ends, once SIGTERM came
 
+    # ---- sockets -------------------------------------------------------------
     def bind(self):
         for listen in self.config.listen:
-            sock = _udp_socket(listen.family_v6, self.reuseport)
+            sock = udp_socket(listen.family_v6, self.reuseport)
             sock.bind((listen.host, listen.port))
             self.socks.append((listen, sock))
-            self.readers[sock.fileno()] = sock
+            self.loop.add(sock.fileno(), self._reader(sock))
             if listen.family_v6 not in self.reply_socks:
                 self.reply_socks[listen.family_v6] = self.send_socks[listen.family_v6] = sock
                 if self.reuseport:
-                    own = _udp_socket(listen.family_v6, False)
+                    own = udp_socket(listen.family_v6)
                     own.bind((listen.host, 0))
                     self.send_socks[listen.family_v6] = own
-                    self.readers[own.fileno()] = own
-        for sock in self.readers.values():
-            sock.setblocking(False)
+                    self.loop.add(own.fileno(), self._reader(own))
 
     def send(self, data, addr):
         # Replies leave from the port their requests came to, requests from ours.
@@ -215,61 +84,69 @@ class Edge:
             return
         try:
             sock.sendto(data, addr)
-        except OSError as exc:
-            log.debug("send to %s:%s failed: %s", addr[0], addr[1], exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            # OSError, and whatever else sendto raises for an address the core
+            # should not have produced: a send costs one datagram, never state.
+            log.debug("send to %r failed: %s", addr, exc)
+
+    def _reader(self, sock):
+        def readable(now, _events):
+            self._readable(sock, now)
+        return readable
 
     def _readable(self, sock, now):
         on_datagram = self.proxy.on_datagram
-        for _i in range(BATCH):
+        overloaded = self.overloaded
+        for i in range(BATCH):
             try:
-                data, src = sock.recvfrom(RECV_SIZE)
+                if i == 0 and self.config.overload_delay:
+                    # The first datagram of a wake-up is the one that waited longest.
+                    data, ancillary, _flags, src = sock.recvmsg(RECV_SIZE, TIMESTAMP_SPACE)
+                    overloaded = self._judge(queue_delay(ancillary, time.time()))
+                else:
+                    data, src = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP port unreachable surfacing on Linux
                 log.debug("receive error: %s", exc)
                 continue
             try:
-                on_datagram(data, src[:2], now)
+                on_datagram(data, src[:2], now, overloaded or self.draining is not None)
             except Exception:  # pylint: disable=broad-except
                 # A bug must cost one message, never the router.
                 log.exception("internal error on a datagram from %s", src[0])
 
-    # ---- work handed over by threads -----------------------------------------
-    def post(self, function, *args):
-        """Run `function(*args)` on the loop's thread (callable from any thread)."""
-        self._posted.put((function, args))
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the loop is awake anyway
+    def _judge(self, delay):
+        """Behind or not: how long the oldest waiting datagram sat in the
+        kernel's queue, with hysteresis (in above the limit, out below a
+        quarter of it) so that the edge does not flap."""
+        if delay is None:
+            return self.overloaded
+        limit = self.config.overload_delay
+        if delay > limit and not self.overloaded:
+            log.warning("overloaded: datagrams wait %.0f ms; new INVITEs get 503 until it drains", delay * 1000)
+            self.overloaded = True
+        elif delay < limit / 4 and self.overloaded:
+            log.warning("overload over: datagrams wait %.0f ms", delay * 1000)
+            self.overloaded = False
+        return self.overloaded
 
-    def _run_posted(self):
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                function, args = self._posted.get_nowait()
-            except queue.Empty:
-                return
-            function(*args)
-
+    # ---- the routing DB ---------------------------------------------------------
     def _poll_db(self):
-        """DB thread: look for changes every poll_interval, resolve names, post."""
-        while not self.stopping.wait(self.config.db_poll_interval):
+        """DB thread: look for changes every poll_interval (or at once when
+        asked); the new table is prepared here, off the loop."""
+        while not self.loop.stopping.is_set():
+            forced = self._poll_now.wait(self.config.db_poll_interval)
+            self._poll_now.clear()
             try:
-                data = self.store.poll()
+                data = self.store.open() if forced else self.store.poll()
             except StoreError as exc:
-                self.post(self._store_failed, str(exc))
+                self.loop.post(self._store_failed, str(exc))
                 continue
             if data is not None:
-                # the new table is built here, off the loop, which only swaps it in
-                prepared = self.proxy.prepare(data)
-                self.post(self._load, data, prepared, resolve_names(prepared), True)
+                self.loop.post(self._load, data, self.proxy.prepare(data, resolve), True)
             elif self._store_error is not None:
-                self.post(self._store_failed, None)
+                self.loop.post(self._store_failed, None)
 
     def _store_failed(self, error):
         if error is None:
@@ -278,65 +155,51 @@ class Edge:
             log.error("routing DB unreadable, keeping the last good table: %s", error)
         self._store_error = error
 
-    def _load(self, data, prepared, resolved, reloaded=False):
-        self.proxy.commit(prepared, resolved)
+    def _load(self, data, prepared, reloaded=False):
+        self.proxy.commit(prepared, time.monotonic())
         self._store_error = None
+        self.link.send({"op": "loaded"})  # the main process answers with the destinations' states
         if reloaded:
             log.info("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
 
-    # ---- sipedge ctl ------------------------------------------------------------
-    def _answer(self, command, answers):
-        if command == "stats":
-            body = dict(self.proxy.stats(), pid=os.getpid())
-        elif command == "dispatcher":
-            body = self.proxy.dispatcher.snapshot()
+    # ---- the main process ---------------------------------------------------------
+    def _message(self, message):
+        op = message["op"]
+        if op == "states":
+            self.proxy.dispatcher.apply_states(message["states"], message.get("full", False))
+        elif op == "stats":
+            dests = [[d.setid, d.uri, d.calls, d.failures] for d in self.proxy.dispatcher.destinations()
+                     if d.calls or d.failures]
+            self.link.send({"op": "stats", "id": message["id"], "stats": self.proxy.stats(), "calls": dests})
+        elif op == "reload":
+            self._poll_now.set()
+
+    def _report_failure(self, dest):
+        self.link.send({"op": "failed", "setid": dest.setid, "uri": dest.uri})
+
+    # ---- stopping: drain ----------------------------------------------------------
+    def _drain(self):
+        """SIGTERM: shed new INVITEs while the transactions in flight finish."""
+        if self.draining is not None:
+            return
+        if not self.config.drain_timeout or not self._in_flight():
+            self.loop.stop()
+            return
+        self.draining = time.monotonic() + self.config.drain_timeout
+        log.info("draining: new INVITEs get 503 while %d transactions finish (at most %.0f s)",
+                 self._in_flight(), self.config.drain_timeout)
+        self.proxy.timers.start(time.monotonic() + DRAIN_CHECK, self._drain_check, None)
+
+    def _in_flight(self):
+        return sum(1 for txn in self.proxy.txns.server.values() if txn.state in PENDING)
+
+    def _drain_check(self, _arg, now):
+        if not self._in_flight() or now >= self.draining:
+            self.loop.stop()
         else:
-            body = {"error": "unknown command %r (stats, dispatcher)" % command}
-        answers.put(body)
+            self.proxy.timers.start(now + DRAIN_CHECK, self._drain_check, None)
 
-    def _control(self, server):
-        """Control thread: one command line in, one JSON document out, per
-        connection; the answer is computed on the loop's thread."""
-        while not self.stopping.is_set():
-            try:
-                conn, _addr = server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return  # closed at shutdown
-            with conn:
-                try:
-                    conn.settimeout(2.0)
-                    command = conn.makefile("rb").readline(256).decode("ascii", "replace").strip()
-                    answers = queue.SimpleQueue()
-                    self.post(self._answer, command, answers)
-                    conn.sendall(json.dumps(answers.get(timeout=5.0)).encode() + b"\n")
-                except (OSError, queue.Empty):
-                    continue
-
-    def _start_control(self):
-        """The control socket for `sipedge ctl`; one per worker process."""
-        path = self.config.control_socket
-        if not path:
-            return None, None
-        if self.reuseport:
-            path = "%s.%d" % (path, os.getpid())
-        if os.path.exists(path):
-            os.unlink(path)  # left over by a process that is gone
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            server.bind(path)
-        except OSError as exc:
-            log.warning("no control socket at %s: %s", path, exc.strerror)
-            server.close()
-            return None, None
-        os.chmod(path, 0o660)
-        server.listen(8)
-        server.settimeout(0.5)
-        threading.Thread(target=self._control, args=(server,), name="control", daemon=True).start()
-        return server, path
-
-    # ---- the loop ----------------------------------------------------------------
+    # ---- the loop -------------------------------------------------------------------
     def serve(self):
         data = self.store.open()
         self.bind()
@@ -344,58 +207,31 @@ class Edge:
         local = advertised(self.config, listen.host, sock.getsockname()[1])
         via_local = None
         if self.reuseport:
-            via_local = split_hostport(local)[0]
             own_port = self.send_socks[listen.family_v6].getsockname()[1]
-            via_local = (b"[%s]" % via_local if b":" in via_local else via_local) + b":%d" % own_port
+            via_local = hostport(split_hostport(local)[0], own_port, None)
         myself = names_of_self(self.socks, local)
         myself.update((host, s.getsockname()[1]) for host, _port in list(myself) for s in self.send_socks.values())
-        self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local)
-        prepared = self.proxy.prepare(data)
-        self._load(data, prepared, resolve_names(prepared))
-        poller = select.epoll()
-        for fd in list(self.readers) + [self._wake_r]:
-            poller.register(fd, select.EPOLLIN)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_args: self.stopping.set())
-        signal.set_wakeup_fd(self._wake_w)  # a signal wakes epoll up
-        log.info("sipedge listening on %s, advertising %s; %d domains, %d destinations",
+        self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local, pings=False)
+        self.proxy.report_failure = self._report_failure
+        self._load(data, self.proxy.prepare(data, resolve))
+        threading.Thread(target=self._poll_db, name="routing-db", daemon=True).start()
+        log.info("sipedge worker %d listening on %s, advertising %s; %d domains, %d destinations", os.getpid(),
                  ", ".join(str(listen) for listen, _sock in self.socks), local.decode(),
                  len(data.domains), len(data.destinations))
-        control, control_path = self._start_control()
-        threading.Thread(target=self._poll_db, name="routing-db", daemon=True).start()
+        self.link.send({"op": "ready", "pid": os.getpid(), "advertised": local.decode()})
         # The core makes no reference cycles on its hot path (timers and
         # transactions unlink each other when done), so the cyclic GC only
         # costs time: collect rarely, and never walk the start-up objects.
         gc.freeze()
         gc.set_threshold(100_000, 50, 100)
         try:
-            self._run(poller)
+            self.loop.run(self.proxy, on_signal=self._drain)
         finally:
-            self.stopping.set()
-            signal.set_wakeup_fd(-1)
-            poller.close()
-            if control is not None:
-                control.close()
-                os.unlink(control_path)
-            for sock in self.readers.values():
+            self.loop.stopping.set()
+            self._poll_now.set()
+            for _listen, sock in self.socks:
                 sock.close()
-        log.info("sipedge stopped")
-
-    def _run(self, poller):
-        proxy, readers, wake = self.proxy, self.readers, self._wake_r
-        proxy.start(time.monotonic())
-        while not self.stopping.is_set():
-            deadline = proxy.next_deadline()
-            timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-            events = poller.poll(timeout, len(readers) + 1)
-            now = time.monotonic()
-            for fd, _mask in events:
-                if fd == wake:
-                    self._run_posted()
-                else:
-                    self._readable(readers[fd], now)
-            if deadline is not None and now >= deadline:
-                try:
-                    proxy.run_timers(now)
-                except Exception:  # pylint: disable=broad-except
-                    log.exception("internal error in a timer")
+            for sock in self.send_socks.values():
+                if sock.fileno() >= 0:
+                    sock.close()
+        log.debug("sipedge worker %d stopped", os.getpid())

@@ -30,3 +30,14 @@ def test_bad_input_fails_with_a_message():
     result = run_module(echo_main, {'count': 'many'})
     assert result['failed'] is True
     assert 'name' in result['msg']
+
+
+def warn_main():
+    """A module that warns."""
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module.warn('careful')
+    module.exit_json(changed=False)
+
+
+def test_warnings_are_returned():
+    assert run_module(warn_main, {})['warnings'] == ['careful']

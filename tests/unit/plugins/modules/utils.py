@@ -2,7 +2,7 @@
 
 ``run_module(main, args)`` runs a module's ``main()`` in-process with the given
 module arguments and returns the result dict it would have printed; a result of
-``fail_json`` carries ``failed: True``. Module arguments are passed the way
+``fail_json`` carries ``failed: True``, warnings are under ``warnings``. Module arguments are passed the way
 ansible-core >= 2.19 expects (``ansible.module_utils.testing.patch_module_args``).
 """
 
@@ -54,10 +54,19 @@ def set_module_args(args: dict[str, t.Any]) -> t.Iterator[None]:
 
 
 def run_module(main: t.Callable[[], None], args: dict[str, t.Any]) -> dict[str, t.Any]:
-    """Run a module's main() with ``args``; return its result dict."""
-    with set_module_args(args), patch.multiple(basic.AnsibleModule, exit_json=exit_json, fail_json=fail_json):
+    """Run a module's main() with ``args``; return its result dict, with the
+    messages of ``module.warn()`` under ``warnings`` when there are any."""
+    warnings: list[str] = []
+
+    def warn(self, warning, **kwargs):  # pylint: disable=unused-argument
+        warnings.append(warning)
+
+    with set_module_args(args), patch.multiple(basic.AnsibleModule, exit_json=exit_json, fail_json=fail_json, warn=warn):
         try:
             main()
         except (AnsibleExitJson, AnsibleFailJson) as ex:
-            return ex.args[0]
+            result = ex.args[0]
+            if warnings:
+                result['warnings'] = warnings
+            return result
     raise AssertionError('the module returned without calling exit_json or fail_json')

@@ -1,0 +1,1 @@
+../../files/sipedge/src/sipedge/schema.py
