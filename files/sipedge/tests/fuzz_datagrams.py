@@ -16,7 +16,7 @@ Via on top that match no transaction.
 Mutations, structure-aware: header duplication, removal, reordering; huge and empty
 values; numbers of thousands of digits (Content-Length, CSeq, Expires,
 Max-Forwards, rport=); Via ports above 65535; received= with NUL or non-ASCII
-bytes; long unique Request-URIs, header names and hosts; wrong methods; odd
+bytes; long unique Request-URIs, header names, hosts and methods; wrong methods; odd
 whitespace and folding; CRLF games; compact names; Content-Length, version, scheme,
 Max-Forwards and To-tag games; IPv6 hosts; truncation.  Byte-level: bit flips,
 insertions, deletions, splices between two messages, duplicated chunks.
@@ -289,6 +289,18 @@ def m_wrong_method(rng, p):
     return "wrong-method"
 
 
+def m_long_method(rng, p):
+    """A long, unique method token (and the same in CSeq, half of the time)."""
+    method = f"M{token(rng, big_length(rng))}".upper().encode()
+    if not p.first.startswith(b"SIP/"):
+        parts = p.first.split(b" ", 1)
+        p.first = method + b" " + (parts[1] if len(parts) > 1 else b"")
+    i = p.pick(rng, b"cseq")
+    if i is not None and rng.random() < 0.5:
+        p.set_value(i, p.value(i).split(b" ")[0] + b" " + method)
+    return "long-method"
+
+
 def m_whitespace(rng, p):
     how = rng.choice(["before-colon", "tabs", "padding", "first-line", "leading-space"])
     i = rng.randrange(len(p.headers)) if p.headers else None
@@ -427,7 +439,7 @@ def m_truncate(rng, p):
 STRUCTURE = [  # (weight, mutation)
     (8, m_dup_header), (8, m_drop_header), (4, m_reorder), (3, m_huge_value), (4, m_empty_value),
     (7, m_huge_number), (5, m_via_port), (5, m_received_junk), (14, m_long_ruri), (10, m_long_header_name),
-    (10, m_long_host), (4, m_wrong_method), (6, m_whitespace), (4, m_folding), (6, m_crlf), (3, m_compact),
+    (10, m_long_host), (4, m_wrong_method), (10, m_long_method), (6, m_whitespace), (4, m_folding), (6, m_crlf), (3, m_compact),
     (4, m_content_length), (2, m_version), (3, m_scheme), (3, m_max_forwards), (4, m_to_tag), (2, m_ipv6),
     (3, m_truncate),
 ]
