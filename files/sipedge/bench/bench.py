@@ -38,8 +38,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent                      # files/sipedge
 REPO = PROJECT.parent.parent               # collection root
+sys.path.insert(0, str(PROJECT))           # the test support package (files/sipedge/testsupport)
+
+from testsupport import procs, routing  # noqa: E402
+from testsupport.procs import session_pids  # noqa: E402
+from testsupport.edge import Sipedge, sipedge_command  # noqa: E402
+from testsupport.net import udp_free, wait_udp_bound  # noqa: E402
+
 SCENARIOS = PROJECT / "tests" / "e2e" / "scenarios"
 UAC_XML = SCENARIOS / "uac_call.xml"
 UAS_XML = SCENARIOS / "uas_answer.xml"
@@ -84,23 +89,12 @@ class Procs:
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, cmd: list[str], logfile: Path, **kw) -> subprocess.Popen:
-        out = open(logfile, "wb")
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-        out.close()
+        p = procs.start(cmd, logfile, **kw)
         self.procs.append((name, p))
         return p
 
     def stop(self, p: subprocess.Popen, grace: float = 5.0) -> None:
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(grace)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            except ProcessLookupError:
-                pass
+        procs.stop(p, grace)
         self.procs = [(n, q) for n, q in self.procs if q is not p]
 
     def stop_all(self) -> None:
@@ -111,49 +105,7 @@ class Procs:
 PROCS = Procs()
 
 
-def udp_free(addr: str, port: int) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((addr, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def wait_bound(addr: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
-    """Wait until something holds UDP addr:port (read from /proc/net/udp)."""
-    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(addr), "little"), port)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args[0]} exited with {proc.returncode}")
-        with open("/proc/net/udp") as f:
-            if any(line.split()[1] == want for line in f.readlines()[1:]):
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on udp {addr}:{port} after {timeout} s")
-
-
 # --------------------------------------------------------------------------- /proc
-
-def session_pids(sid: int) -> list[int]:
-    """PIDs of the processes in session ``sid`` (the router and its children)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:           # field 6: session id
-            pids.append(int(d))
-    return pids
-
 
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
@@ -253,7 +205,7 @@ def start_uas(name: str, addr: str, port: int, workdir: Path) -> subprocess.Pope
            *TOLERANT,
            "-trace_err", "-error_file", str(workdir / f"{name}_errors.log")]
     p = PROCS.start(name, cmd, workdir / f"{name}.out")
-    wait_bound(addr, port, p, 5)
+    wait_udp_bound(addr, port, p, 5, f"SIPp UAS {name}")
     return p
 
 
@@ -367,28 +319,12 @@ def creation_rate(rows: list[dict]) -> float:
 # --------------------------------------------------------------------------- routers
 
 def sipedge_cmd(arg: str | None) -> list[str]:
-    if arg:
-        return arg.split()
-    exe = Path(sys.executable).with_name("sipedge")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("sipedge")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "sipedge"]
+    return arg.split() if arg else sipedge_command()[0]
 
 
-def fill_routes(db: Path, backends: list[tuple[str, int]]) -> None:
-    con = sqlite3.connect(str(db))
-    try:
-        con.execute("INSERT INTO sip_domains (domain, dispatcher_setid, enabled) VALUES (?, ?, 1)",
-                    (DOMAIN, SETID))
-        for ip, port in backends:
-            con.execute("INSERT INTO dispatcher (setid, destination, flags, priority) "
-                        "VALUES (?, ?, 0, 0)", (SETID, f"sip:{ip}:{port}"))
-        con.commit()
-    finally:
-        con.close()
+def route_rows(backends: list[tuple[str, int]]) -> tuple[list, list]:
+    """The one domain and its set of backends, as routing rows."""
+    return [(DOMAIN, SETID, 1)], [(SETID, f"sip:{ip}:{port}", 0, 0) for ip, port in backends]
 
 
 class SipedgeRouter:
@@ -400,26 +336,21 @@ class SipedgeRouter:
         self.cmd, self.edge, self.workdir, self.backends = cmd, edge, workdir, backends
         self.log_level, self.workers = log_level, workers
         self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "sipedge.log"
 
     def start(self) -> int:
-        db = self.workdir / "routing.db"
-        r = subprocess.run([*self.cmd, "db", "init", "--db", str(db)], capture_output=True, check=False,
-                           text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"sipedge db init failed: {r.stderr or r.stdout}")
-        fill_routes(db, self.backends)
-        cfg = self.workdir / "sipedge.toml"
-        text = f'[sip]\nlisten = ["udp:{self.edge[0]}:{self.edge[1]}"]\n'
+        settings: dict = {}
         if self.workers:
-            text += f"workers = {self.workers}\n"
-        text += f'\n[database]\npath = "{db}"\n'
-
+            settings["sip"] = {"workers": self.workers}
         if self.log_level:
-            text += f'\n[log]\nlevel = "{self.log_level}"\n'
-        cfg.write_text(text)
-        self.proc = PROCS.start("sipedge", [*self.cmd, "run", "--config", str(cfg)],
-                                self.workdir / "sipedge.log")
-        wait_bound(*self.edge, self.proc, 15)
+            settings["log"] = {"level": self.log_level}
+        domains, destinations = route_rows(self.backends)
+        edge = Sipedge(self.workdir, *self.edge, settings=settings, domains=domains,
+                       destinations=destinations, command=self.cmd).start(timeout=15)
+        # started in a session of its own; stopped by its PID in stop()
+        self.proc = edge.proc
+        PROCS.procs.append(("sipedge", self.proc))
+        self.log_path = edge.log_path
         return self.proc.pid
 
     def stop(self) -> None:
@@ -432,7 +363,7 @@ class SipedgeRouter:
 
     def log_tail(self) -> str:
         try:
-            return (self.workdir / "sipedge.log").read_text(errors="replace")[-2000:]
+            return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
 
@@ -454,7 +385,7 @@ class KamailioRouter:
     def start(self) -> int:
         db = self.workdir / "routing.db"
         self._prepare_db(db)
-        fill_routes(db, self.backends)
+        routing.fill(db, *route_rows(self.backends))
         self.k = self._Kamailio(self.edge[0], self.edge[1], db, self.workdir,
                                 shm_mb=self.shm_mb, pkg_mb=16)
         self.k.start(timeout=15)
