@@ -199,6 +199,8 @@ class Manager:  # pylint: disable=too-many-instance-attributes
                     merged = totals.setdefault(name, {})
                     for item, count in value.items():
                         merged[item] = merged.get(item, 0) + count
+                elif name == "queue_delay_max":
+                    totals[name] = max(totals.get(name, 0.0), value)
                 elif name not in ("domains", "destinations"):
                     totals[name] = totals.get(name, 0) + value
                 else:
