@@ -235,8 +235,9 @@ class Driver:
             for data, src in _pending(sock):
                 self.serve(sock, data, src)
 
-    def wait_final(self, call_id: str, timeout: float) -> Msg | None:
-        """Serve the sockets until the probe socket gets a final reply for ``call_id``."""
+    def wait_final(self, call_id: str | None, timeout: float) -> Msg | None:
+        """Serve the sockets until the probe socket gets a final reply for ``call_id``
+        (with None: for ``timeout`` seconds)."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             readable, _w, _x = select.select([self.probe, self.client, self.backend], [], [], left)
@@ -246,7 +247,7 @@ class Driver:
                         self.serve(sock, data, src)
                         continue
                     m = Msg(data)
-                    if m.call_id == call_id and m.code is not None and m.code >= 200:
+                    if call_id is not None and m.call_id == call_id and m.code is not None and m.code >= 200:
                         return m
         return None
 
@@ -293,7 +294,7 @@ class Driver:
         last: dict = {}
 
         def quiet() -> bool:
-            self.wait_final("(none)", 0.2)
+            self.wait_final(None, 0.2)      # answer the health checks meanwhile
             last.clear()
             try:
                 last.update(self.edge.ctl("stats"))
@@ -315,11 +316,10 @@ class Driver:
             text = f.read()
         end = text.rfind(b"\n") + 1          # whole lines only
         self.log_offset += end
-        new = text[:end].decode("utf-8", "replace")
-        if not any(word in new for word in ERROR_WORDS):
-            return ""
-        return "\n".join(line for line in new.splitlines()
-                         if not line.startswith(("NOTICE ", "WARNING ", "INFO ", "DEBUG ")))
+        # NOTICE and WARNING lines quote the sender's bytes (a domain): never an error
+        own = "\n".join(line for line in text[:end].decode("utf-8", "replace").splitlines()
+                        if not line.startswith(("NOTICE ", "WARNING ", "INFO ", "DEBUG ")))
+        return own if any(word in own for word in ERROR_WORDS) else ""
 
 
 def _write_findings(path: Path, seed: int, rows: list[tuple[Datagram, str, str]]) -> None:
