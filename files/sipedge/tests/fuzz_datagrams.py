@@ -1,8 +1,9 @@
 """Mutated SIP datagrams for the fuzz run (fuzz_run.py, test_fuzz.py).
 
-Datagram ``i`` of seed ``s`` is drawn from ``random.Random(f"{s}:{i}")`` alone: the
-same seed gives the same datagrams, except that a response to a request the edge
-forwarded copies that request (its Via carries the edge's own random branch).
+Datagram ``i`` of seed ``s`` is drawn from ``random.Random(f"{s}:{i}")``, made in
+order (a CANCEL or ACK names an INVITE made before it): the same seed gives the same
+datagrams, except that a response to a request the edge forwarded copies that
+request (its Via carries the edge's own random branch).
 
 A datagram starts from a base message and gets zero or more mutations; its class
 names both, e.g. ``invite+huge-number(cseq)+bitflip``.

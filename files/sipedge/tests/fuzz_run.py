@@ -13,8 +13,8 @@ mutated Via, Route or received= can make the router send anywhere; there, nowher
 but loopback can be reached and no name can be resolved.
 
 Attribution: after every datagram another socket sends a Max-Forwards: 0 OPTIONS
-and waits for the router's 483 (the "barrier").  The router reads its one socket in
-order, so the datagram has been handled by then, and whatever the router logged
+and waits for the router's 483 (the "barrier").  The router (one worker) reads its
+socket in order, so the datagram has been handled by then, and whatever the router logged
 meanwhile is put down to that datagram (seed and index); the backend's answers to
 what it forwarded are sent before a second barrier, so they count for that
 datagram too.  The offending datagrams go to ``findings.jsonl`` in the work dir.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import heapq
 import json
 import re
 import select
@@ -48,6 +47,7 @@ from testsupport.net import run_in_loopback_namespace  # noqa: E402
 from testsupport.sip import Msg, Req, response_for  # noqa: E402
 
 SETTINGS = {
+    "sip": {"workers": 1},     # one process reads the socket: the barrier below relies on it
     "timers": {"fr_timer": 0.5, "fr_inv_timer": 1.0, "t1": 0.05, "t2": 0.2},  # transactions end fast
     "dispatcher": {"ping_interval": 1.0},   # health checks on: their transactions get fuzzed too
     "log": {"level": "info"},
@@ -62,6 +62,11 @@ CHECK_TIMEOUT = 3.0     # s for a final reply to a well-formed OPTIONS through t
 # router bounds by entries (8,192 short URIs are about 3 MB) and allocator noise.
 RSS_MARGIN_KB = 8 * 1024
 FD_MARGIN = 0              # open file descriptors may not grow at all
+# Memory cannot be put down to one datagram (the allocator grows when it must, not when
+# something is kept), so a memory failure keeps the datagrams that carry long unique
+# values, at most this many, for a replay of each kind (--only long-method, ...).
+LONG_VALUES = ("long-", "huge-value")
+LONG_KEPT = 1000
 ERROR_WORDS = ("Traceback", "internal error")
 
 
@@ -90,7 +95,7 @@ class Report:
     stats: dict = field(default_factory=dict)        # `sipedge ctl stats` after the drain
     warm: dict = field(default_factory=dict)         # /proc facts after the warm-up (drained)
     end: dict = field(default_factory=dict)          # /proc facts at the end (drained)
-    growth: list = field(default_factory=list)       # (RSS kB added, index, class), largest first
+    long_values: int = 0                             # datagrams with long unique values, after the warm-up
     replay: Path | None = None
 
     @property
@@ -105,21 +110,26 @@ class Report:
     def memory_flat(self) -> bool:
         return bool(self.warm and self.end) and self.rss_growth_kb <= RSS_MARGIN_KB and self.fd_growth <= FD_MARGIN
 
+    def transactions(self) -> dict:
+        """What `sipedge ctl stats` said of transactions and timers after the drain."""
+        return {k: v for k, v in self.stats.items() if k in ("server_transactions", "client_transactions", "timers", "error")}
+
     def where(self, f: Finding) -> str:
         return f"seed {self.seed} datagram #{f.index} ({f.cls})"
 
     def describe(self, findings: list, limit: int = 12) -> str:
-        """The findings one a line, then per kind of error how many and from which mutations."""
+        """The first findings one a line, then each kind of error: how many, and the
+        mutations of those datagrams."""
         lines = [f"  {self.where(f)}: {_last_line(f)}" for f in findings[:limit]]
         if len(findings) > limit:
             lines.append(f"  ... and {len(findings) - limit} more")
-        kinds: dict[str, Counter] = {}
+        kinds: dict[str, list] = {}
         for f in findings:
-            kinds.setdefault(re.sub(r"\d+", "N", _last_line(f)), Counter()).update(f.cls.split("+")[1:] or ["none"])
-        lines.append("by kind (count: the mutations of those datagrams):")
-        for kind, labels in sorted(kinds.items(), key=lambda kv: -sum(kv[1].values())):
-            n = sum(1 for f in findings if re.sub(r"\d+", "N", _last_line(f)) == kind)
-            lines.append(f"  {n} x {kind}: " + ", ".join(f"{m} {c}" for m, c in labels.most_common(5)))
+            kinds.setdefault(re.sub(r"\d+", "N", _last_line(f)), []).append(f)
+        lines.append("by kind (the mutations of those datagrams):")
+        for kind, group in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+            labels = Counter(m for f in group for m in (f.cls.split("+")[1:] or ["none"]))
+            lines.append(f"  {len(group)} x {kind}: " + ", ".join(f"{m} {c}" for m, c in labels.most_common(5)))
         return "\n".join(lines + [f"replay: {self.replay}"])
 
     def summary(self) -> str:
@@ -128,7 +138,7 @@ class Report:
                + (f"; stopped: {self.stopped}" if self.stopped else ""),
                "outcomes: " + ", ".join(f"{k} {n}" for k, n in self.outcomes.most_common()),
                f"errors logged: {len(self.errors)}; liveness failures: {len(self.liveness)}",
-               f"after the drain: {self.stats} ({'drained' if self.drained else 'NOT drained'}; "
+               f"after the drain: {self.transactions()} ({'drained' if self.drained else 'NOT drained'}; "
                f"{self.idle_timers} timers when idle)",
                f"warm-up {self.warm} -> end {self.end}: RSS {self.rss_growth_kb:+d} kB "
                f"(margin {RSS_MARGIN_KB}), fds {self.fd_growth:+d} (margin {FD_MARGIN})"]
@@ -225,8 +235,9 @@ class Driver:
             for data, src in _pending(sock):
                 self.serve(sock, data, src)
 
-    def wait_final(self, call_id: str, timeout: float) -> Msg | None:
-        """Serve the sockets until the probe socket gets a final reply for ``call_id``."""
+    def wait_final(self, call_id: str | None, timeout: float) -> Msg | None:
+        """Serve the sockets until the probe socket gets a final reply for ``call_id``
+        (with None: for ``timeout`` seconds)."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             readable, _w, _x = select.select([self.probe, self.client, self.backend], [], [], left)
@@ -236,7 +247,7 @@ class Driver:
                         self.serve(sock, data, src)
                         continue
                     m = Msg(data)
-                    if m.call_id == call_id and m.code is not None and m.code >= 200:
+                    if call_id is not None and m.call_id == call_id and m.code is not None and m.code >= 200:
                         return m
         return None
 
@@ -283,12 +294,15 @@ class Driver:
         last: dict = {}
 
         def quiet() -> bool:
-            self.wait_final("(none)", 0.2)
+            self.wait_final(None, 0.2)      # answer the health checks meanwhile
             last.clear()
             try:
                 last.update(self.edge.ctl("stats"))
             except RuntimeError as exc:
                 last["error"] = str(exc)
+                return False
+            if "server_transactions" not in last:   # the answer lacks a worker's counts
+                last["error"] = "sipedge ctl stats gave no transaction counts"
                 return False
             return (last["server_transactions"] == 0 and last["client_transactions"] == 0
                     and (max_timers is None or last["timers"] <= max_timers))
@@ -302,11 +316,10 @@ class Driver:
             text = f.read()
         end = text.rfind(b"\n") + 1          # whole lines only
         self.log_offset += end
-        new = text[:end].decode("utf-8", "replace")
-        if not any(word in new for word in ERROR_WORDS):
-            return ""
-        return "\n".join(line for line in new.splitlines()
-                         if not line.startswith(("NOTICE ", "WARNING ", "INFO ", "DEBUG ")))
+        # NOTICE and WARNING lines quote the sender's bytes (a domain): never an error
+        own = "\n".join(line for line in text[:end].decode("utf-8", "replace").splitlines()
+                        if not line.startswith(("NOTICE ", "WARNING ", "INFO ", "DEBUG ")))
+        return own if any(word in own for word in ERROR_WORDS) else ""
 
 
 def _write_findings(path: Path, seed: int, rows: list[tuple[Datagram, str, str]]) -> None:
@@ -317,90 +330,126 @@ def _write_findings(path: Path, seed: int, rows: list[tuple[Datagram, str, str]]
                                 "data": base64.b64encode(d.data).decode()}) + "\n")
 
 
-def load_findings(path) -> list[Datagram]:
-    """The datagrams of a findings file, in their order, each once."""
+def load_findings(path, only: str = "") -> list[Datagram]:
+    """The datagrams of a findings file, in their order, each once; with ``only``, those
+    whose class names that mutation (e.g. long-method)."""
     seen, out = set(), []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
+        if only and only not in [m.split("(")[0] for m in row["class"].split("+")]:
+            continue
         if row["index"] not in seen:
             seen.add(row["index"])
             out.append(Datagram(row["index"], row["source"], row["class"], base64.b64decode(row["data"])))
     return out
 
 
+class _Run:
+    """One run inside the namespace: the router, the driver, and what was found."""
+
+    def __init__(self, workdir: Path, seed: int, count: int, warmup: int, rss_limit_kb: int):
+        self.report = Report(seed, count, warmup, workdir)
+        self.rss_limit_kb = rss_limit_kb
+        self.edge = Sipedge(workdir, *EDGE, settings=SETTINGS, domains=[(TENANT, 10), (CORPUS_DOMAIN, 10)],
+                            destinations=[(10, f"sip:{BACKEND[0]}:{BACKEND[1]}")])
+        self.drv = Driver(self.edge)    # the backend listens before the router's first health check
+        self.offending: list[tuple[Datagram, str, str]] = []
+        self.last: list[Datagram] = []  # the latest datagrams, kept when the router stops answering
+        self.long_values: list[Datagram] = []   # kept for a memory failure
+        self.rss = 0
+
+    def start(self) -> None:
+        self.edge.start()
+        self.drv.pids = procs.session_pids(self.edge.pid)
+        self.report.idle_timers = self.drv.drain(None)[1].get("timers", 0)   # what the idle router keeps
+        if self.report.warmup == 0:
+            self.report.warm = self.drv.facts()
+        self.rss = self.drv.facts().get("rss_kb", 0)
+
+    def step(self, d: Datagram, after_warmup: bool) -> bool:
+        """Send one datagram and check what followed; False when the run must stop."""
+        report, drv = self.report, self.drv
+        self.last = (self.last + [d])[-5:]
+        drv.send(d)
+        settled = drv.settle()
+        report.sent += 1
+        report.outcomes[drv.outcome()] += 1
+        logged = drv.new_error_lines()
+        if logged:
+            report.errors.append(Finding("error", d.index, d.cls, logged))
+            self.offending.append((d, "error", logged))
+        if not settled:
+            check = "silent" if self.edge.alive() else "died"
+            report.liveness.append(Finding(check, d.index, d.cls, f"no answer within {BARRIER_TIMEOUT} s "
+                                           f"after this datagram ({check})"))
+            self.offending += [(x, check, "") for x in self.last]
+            report.stopped = f"the router {'stopped answering' if check == 'silent' else 'died'}"
+            return False
+        if after_warmup and any(m.startswith(LONG_VALUES) for m in d.cls.split("+")[1:]):
+            report.long_values += 1
+            if len(self.long_values) < LONG_KEPT:
+                self.long_values.append(d)
+        self.rss = rss = drv.facts().get("rss_kb", self.rss)
+        if rss > self.rss_limit_kb:
+            report.stopped = f"the router's RSS passed {self.rss_limit_kb} kB"
+            return False
+        return True
+
+    def check_responsive(self, d: Datagram) -> None:
+        if not self.drv.responsive():
+            self.report.liveness.append(Finding("unresponsive", d.index, d.cls, "a well-formed OPTIONS got no "
+                                                f"final reply within {CHECK_TIMEOUT} s"))
+            self.offending += [(x, "unresponsive", "") for x in self.last]
+
+    def baseline(self) -> None:
+        """The end of the warm-up: every transaction gone, then the memory baseline."""
+        self.drv.drain(self.report.idle_timers)
+        self.report.warm = self.drv.facts()
+        self.rss = self.report.warm.get("rss_kb", self.rss)
+
+    def finish(self) -> Report:
+        report = self.report
+        try:
+            if self.edge.alive():
+                report.drained, report.stats = self.drv.drain(report.idle_timers)
+                report.end = self.drv.facts()
+        finally:
+            self.edge.stop()
+            self.drv.close()
+        if not report.memory_flat:
+            self.offending += [(d, "memory", "a long unique value after the warm-up") for d in self.long_values]
+        if self.offending:
+            report.replay = report.workdir / "findings.jsonl"
+            _write_findings(report.replay, report.seed, self.offending)
+        return report
+
+
 def _fuzz(workdir: Path, seed: int, count: int, warmup: int, probe_every: int, budget: float,
           rss_limit_kb: int, datagrams: list | None, progress) -> Report:
-    report = Report(seed, count, warmup, workdir)
     gen = Generator(seed)
-    edge = Sipedge(workdir, *EDGE, settings=SETTINGS, domains=[(TENANT, 10), (CORPUS_DOMAIN, 10)],
-                   destinations=[(10, f"sip:{BACKEND[0]}:{BACKEND[1]}")])
-    drv = Driver(edge)          # the backend listens before the router's first health check
-    offending: list[tuple[Datagram, str, str]] = []
-    last: list[Datagram] = []
-    top: list = []              # heap of (RSS kB added, index, datagram): the 10 largest steps
+    run = _Run(workdir, seed, count, warmup, rss_limit_kb)
     try:
-        edge.start()
-        drv.pids = procs.session_pids(edge.pid)
-        report.idle_timers = drv.drain(None)[1].get("timers", 0)   # what the idle router keeps
-        if warmup == 0:
-            report.warm = drv.facts()
+        run.start()
         t0 = time.monotonic()
-        rss = drv.facts().get("rss_kb", 0)
         for i in range(count):
             if time.monotonic() - t0 > budget:
-                report.stopped = f"time budget of {budget:g} s spent"
+                run.report.stopped = f"time budget of {budget:g} s spent"
                 break
-            d = datagrams[i] if datagrams is not None else gen.datagram(i, drv.forwarded)
-            last = (last + [d])[-5:]
-            drv.send(d)
-            settled = drv.settle()
-            report.sent += 1
-            report.outcomes[drv.outcome()] += 1
-            logged = drv.new_error_lines()
-            if logged:
-                report.errors.append(Finding("error", d.index, d.cls, logged))
-                offending.append((d, "error", logged))
-            if not settled:
-                check = "silent" if edge.alive() else "died"
-                report.liveness.append(Finding(check, d.index, d.cls, f"no answer within {BARRIER_TIMEOUT} s "
-                                               f"after this datagram ({check})"))
-                offending += [(x, check, "") for x in last]
-                report.stopped = f"the router {'stopped answering' if check == 'silent' else 'died'}"
+            d = datagrams[i] if datagrams is not None else gen.datagram(i, run.drv.forwarded)
+            if not run.step(d, after_warmup=i >= warmup):
                 break
-            now_rss = drv.facts().get("rss_kb", rss)
-            if i >= warmup:     # the steps after the memory baseline
-                (heapq.heappush if len(top) < 10 else heapq.heappushpop)(top, (now_rss - rss, d.index, d))
-            rss = now_rss
-            if rss > rss_limit_kb:
-                report.stopped = f"the router's RSS passed {rss_limit_kb} kB"
-                break
-            if (i + 1) % probe_every == 0 and not drv.responsive():
-                report.liveness.append(Finding("unresponsive", d.index, d.cls, "a well-formed OPTIONS got "
-                                               f"no final reply within {CHECK_TIMEOUT} s"))
-                offending += [(x, "unresponsive", "") for x in last]
+            if (i + 1) % probe_every == 0:
+                run.check_responsive(d)
             if i + 1 == warmup:
                 waited = time.monotonic()
-                drv.drain(report.idle_timers)
-                report.warm = drv.facts()
-                rss = report.warm.get("rss_kb", rss)
-                t0 += time.monotonic() - waited
+                run.baseline()
+                t0 += time.monotonic() - waited      # the drain is not sending time
             if progress and (i + 1) % 10000 == 0:
                 progress(f"{i + 1} datagrams, {(i + 1) / (time.monotonic() - t0):.0f}/s, "
-                         f"RSS {rss} kB, errors {len(report.errors)}")
-        report.seconds = time.monotonic() - t0
-        if edge.alive():
-            report.drained, report.stats = drv.drain(report.idle_timers)
-            report.end = drv.facts()
+                         f"RSS {run.rss} kB, errors {len(run.report.errors)}")
+        run.report.seconds = time.monotonic() - t0
     finally:
-        edge.stop()
-        drv.close()
-    top.sort(reverse=True)
-    report.growth = [(kb, d.index, d.cls) for kb, _i, d in top]
-    if not report.memory_flat:
-        offending += [(d, "memory", f"RSS +{kb} kB in its step") for kb, _i, d in top]
-    if offending:
-        report.replay = workdir / "findings.jsonl"
-        _write_findings(report.replay, seed, offending)
+        report = run.finish()
     return report
 
 
@@ -418,15 +467,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--count", type=int, default=200_000, help="datagrams to send (default 200,000)")
-    ap.add_argument("--warmup", type=int, default=20_000, help="datagrams before the memory baseline (default 20,000)")
+    # The router's caches bounded by entries fill up over about 100,000 datagrams (measured):
+    # the long run's baseline comes after them.
+    ap.add_argument("--warmup", type=int, default=100_000, help="datagrams before the memory baseline (default 100,000)")
     ap.add_argument("--probe-every", type=int, default=1000, help="a full OPTIONS check every N datagrams")
     ap.add_argument("--budget", type=float, default=1200.0, help="seconds of sending at most (default 1200)")
     ap.add_argument("--rss-limit-mb", type=int, default=1024, help="stop when the router holds more (default 1024)")
     ap.add_argument("--out", default=None, help="work dir: config, DB, router log, findings.jsonl")
     ap.add_argument("--replay", default=None, help="send the datagrams of a findings.jsonl instead")
+    ap.add_argument("--only", default="", help="with --replay: only datagrams with this mutation (e.g. long-method)")
     a = ap.parse_args(argv)
     workdir = Path(a.out or tempfile.mkdtemp(prefix="sipedge-fuzz-"))
-    datagrams = load_findings(a.replay) if a.replay else None
+    datagrams = load_findings(a.replay, a.only) if a.replay else None
     count = len(datagrams) if datagrams is not None else a.count
     warmup = 0 if datagrams is not None else min(a.warmup, count)
     print(f"fuzz: seed {a.seed}, {count} datagrams, work dir {workdir}", flush=True)
@@ -437,8 +489,9 @@ def main(argv=None) -> int:
         print("errors:\n" + report.describe(report.errors))
     if report.liveness:
         print("liveness:\n" + report.describe(report.liveness))
-    if report.growth and not report.memory_flat:
-        print("largest RSS steps: " + ", ".join(f"#{i} {c} +{kb} kB" for kb, i, c in report.growth[:5]))
+    if not report.memory_flat:
+        print(f"memory: {report.long_values} datagrams with long unique values after the warm-up; replay "
+              f"those of one kind with --replay {report.replay} --only long-method (long-ruri, long-header-name, ...)")
     ok = not report.errors and not report.liveness and report.drained and report.memory_flat and not report.stopped
     print("fuzz: " + ("PASSED" if ok else "FAILED"))
     return 0 if ok else 1

@@ -49,7 +49,7 @@ def test_transactions_drain_to_zero(report):
     suspects = [f for f in report.errors if "transaction.py" in f.detail] or report.errors
     listed = "".join(f"\n  {report.where(f)}: {f.detail.splitlines()[-1]}" for f in suspects[:10])
     drained = report.drained
-    assert drained, (f"left {fuzz_run.DRAIN_LIMIT:g} s after the last datagram: {report.stats} (idle: "
+    assert drained, (f"left {fuzz_run.DRAIN_LIMIT:g} s after the last datagram: {report.transactions()} (idle: "
                      f"{report.idle_timers} timers); datagrams "
                      f"that logged an error in the transaction layer:{listed or ' none'}\nreplay: {report.replay}")
 
@@ -58,9 +58,10 @@ def test_memory_and_file_descriptors_stay_flat(report):
     """Resident memory within RSS_MARGIN_KB and no more open files, from the end of the
     warm-up to the end (both measured with every transaction gone)."""
     assert report.warm and report.end, report.summary()
-    steps = "".join(f"\n  seed {SEED} datagram #{i} ({cls}): +{kb} kB" for kb, i, cls in report.growth[:5])
     rss, fds = report.rss_growth_kb, report.fd_growth
     assert rss <= fuzz_run.RSS_MARGIN_KB, (
         f"RSS grew {rss} kB ({report.warm['rss_kb']} -> {report.end['rss_kb']} kB), margin "
-        f"{fuzz_run.RSS_MARGIN_KB} kB; the largest steps after the warm-up:{steps}\nreplay: {report.replay}")
+        f"{fuzz_run.RSS_MARGIN_KB} kB; {report.long_values} datagrams (seed {SEED}) carried long unique values "
+        f"after the warm-up; to see which kind stays: python fuzz_run.py --replay {report.replay} --only long-method "
+        "(or long-ruri, long-header-name, long-host, huge-value)")
     assert fds <= fuzz_run.FD_MARGIN, f"open file descriptors: {report.warm} -> {report.end}"
