@@ -216,3 +216,12 @@ def test_huge_numbers_in_requests_are_refused_without_an_exception(edge, header,
 def test_huge_cseq_number_gets_400(edge):
     (_addr, msg), = edge.recv(request(b"OPTIONS", cseq=b"1" * 5000 + b" OPTIONS"))
     assert (msg.status, msg.reason) == (400, b"CSeq number is illegal")
+
+
+# ---- found by the fuzz test: a status code outside 100-699 -------------------------------
+
+@pytest.mark.parametrize("code", [b"000", b"099", b"700", b"999"])
+def test_a_response_with_a_status_outside_100_699_is_dropped(edge, code):
+    fwd = forward_invite(edge)
+    ok = response(fwd.serialize(), 200)
+    assert edge.recv(ok.replace(b"SIP/2.0 200 OK", b"SIP/2.0 " + code + b" Odd", 1), src=B1) == []

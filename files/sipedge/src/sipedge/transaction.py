@@ -367,7 +367,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         """(transaction, branch, bytes to relay upstream) when `data` is a
         plain response to one of our proxied requests, else Nones.  Our Via
         may stand alone on its line or be the first of several values."""
-        if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit():
+        if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit() or not b"1" <= data[8:9] <= b"6":
             return None, None, None
         start = data.find(self._via_prefix) + 2
         if start < 2:
