@@ -25,7 +25,6 @@ a step could not run at all.
 
 import argparse
 import json
-import os
 import re
 import signal
 import socket
@@ -166,7 +165,7 @@ def children(pid):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--tenants", type=int, default=10000)
     parser.add_argument("--workdir", help="keep the files here (default: a temporary directory)")
     args = parser.parse_args()
