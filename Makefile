@@ -12,7 +12,7 @@ LEG_2_20 := env SIPEDGE_CORE=2.20
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-2.20 packages collections docker image lint sanity units integration router-test \
-	conformance molecule sanity-2.20 units-2.20 molecule-2.20 test demo bench bench-provision clean \
+	conformance molecule sanity-2.20 units-2.20 integration-2.20 molecule-2.20 test demo bench bench-provision clean \
 	docker-stop lock
 
 help: ## list the targets
@@ -62,6 +62,9 @@ sanity-2.20: ## ansible-test sanity with ansible-core 2.20 on Python 3.12
 
 units-2.20: ## ansible-test units with ansible-core 2.20 on Python 3.12
 	@$(LEG_2_20) bash $(STAGE) units
+
+integration-2.20: ## ansible-test integration with ansible-core 2.20 on Python 3.12
+	@$(LEG_2_20) bash $(STAGE) integration
 
 molecule-2.20: ## molecule test -s default with ansible-core 2.20 on Python 3.12
 	@$(LEG_2_20) bash $(STAGE) molecule

@@ -3,8 +3,8 @@
 # lint sanity units integration router-test conformance molecule.
 # Each stage does its own set-up, runs, and writes "PASSED FAILED SKIPPED" to
 # .cache/results/NAME.counts; its exit code is non-zero when anything failed.
-# With SIPEDGE_CORE=2.20 (lib.sh) sanity, units and molecule run on the ansible-core
-# 2.20 leg instead, and their results are named NAME-2.20.
+# With SIPEDGE_CORE=2.20 (lib.sh) sanity, units, integration and molecule run on the
+# ansible-core 2.20 leg instead, and their results are named NAME-2.20.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -149,9 +149,9 @@ stage_molecule() {
 }
 
 case "$LEG:$STAGE" in
-    *:sanity | *:units | *:molecule) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
+    *:sanity | *:units | *:integration | *:molecule) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
     -*) die "stage $STAGE runs on the main controller leg only (ansible-core 2.19), not with SIPEDGE_CORE=$CORE" ;;
-    :lint | :integration) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
+    :lint) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
     :router-test | :conformance) rm -f "$COUNTS"; "stage_$STAGE" ;;
     *) die "usage: scripts/stage.sh lint|sanity|units|integration|router-test|conformance|molecule" ;;
 esac

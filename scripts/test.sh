@@ -6,7 +6,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # NAME-2.20 runs stage NAME on the second controller leg, ansible-core 2.20 on Python 3.12.
-STAGES=(lint sanity units integration router-test conformance molecule sanity-2.20 units-2.20 molecule-2.20)
+STAGES=(lint sanity units integration router-test conformance molecule sanity-2.20 units-2.20 integration-2.20 molecule-2.20)
 passed=0 failed=0 skipped=0
 report=()
 start_all=$SECONDS
