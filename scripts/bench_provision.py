@@ -125,29 +125,37 @@ class Prober(threading.Thread):
         return (answered[-1] if answered else None), lost, len(window), (answered[len(answered) // 2] if answered else None)
 
 
-def first_routed(port, domain, backend, limit=10.0):
-    """Seconds until a request for `domain` reaches `backend`, asked every 10 ms."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((PROBER, 0))
-    own = sock.getsockname()[1]
-    start = time.monotonic()
-    n = 0
-    try:
-        while time.monotonic() - start < limit:
-            n += 1
-            sock.sendto(("OPTIONS sip:new@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKnew%d\r\n"
-                         "Max-Forwards: 70\r\nFrom: <sip:p@bench.invalid>;tag=n\r\nTo: <sip:new@%s>\r\n"
-                         "Call-ID: new%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-                         % (domain, PROBER, own, n, domain, n)).encode(), (EDGE, port))
-            backend.settimeout(0.01)
-            try:
-                if domain.encode() in backend.recv(65535):
-                    return time.monotonic() - start
-            except socket.timeout:
-                continue
-        return None
-    finally:
-        sock.close()
+class Watcher(threading.Thread):
+    """Asks for `domain` every 10 ms until a request reaches `backend` (at most
+    10 s after the play's end); `routed` is the monotonic time it did."""
+
+    def __init__(self, port, domain, backend):
+        super().__init__(daemon=True)
+        self.port, self.domain, self.backend = port, domain, backend
+        self.routed = None
+
+    def run(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((PROBER, 0))
+        own = sock.getsockname()[1]
+        self.backend.settimeout(0.01)
+        limit = time.monotonic() + 600
+        n = 0
+        try:
+            while time.monotonic() < limit:
+                n += 1
+                sock.sendto(("OPTIONS sip:new@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKnew%d\r\n"
+                             "Max-Forwards: 70\r\nFrom: <sip:p@bench.invalid>;tag=n\r\nTo: <sip:new@%s>\r\n"
+                             "Call-ID: new%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                             % (self.domain, PROBER, own, n, self.domain, n)).encode(), (EDGE, self.port))
+                try:
+                    if self.domain.encode() in self.backend.recv(65535):
+                        self.routed = time.monotonic()
+                        return
+                except socket.timeout:
+                    continue
+        finally:
+            sock.close()
 
 
 def rss_kb(pid):
@@ -194,6 +202,9 @@ def main():
         while "sipedge ready" not in (workdir / "sipedge.log").read_text() and time.monotonic() < end:
             time.sleep(0.05)
         prober.start()
+        idle_from = time.monotonic()
+        time.sleep(2.0)  # a baseline: the reply delay of an idle router on this machine as it is now
+        idle_to = time.monotonic()
         base = tenants(args.tenants)
         print("tenants: %d (%d domains, %d destinations), inventory in %s" % (
             len(base), len(base), 2 * len(base), workdir), flush=True)
@@ -208,13 +219,24 @@ def main():
                     "destinations": [{"uri": "sip:%s:%d" % (NEWBACKEND, backend.getsockname()[1])}]}
         write_inventory(workdir, db, base + [newcomer])
         changed_at = time.monotonic()
+        watcher = Watcher(port, "newcomer.bench.invalid", backend)
+        watcher.start()
         results["change"], out = play(workdir, inventory)
+        ended = time.monotonic()
         print("one tenant added: %6.1f s  (rows: %s)" % (results["change"], "/".join(counts(out))), flush=True)
-        results["routed"] = first_routed(port, "newcomer.bench.invalid", backend)
-        print("routed after the play ended: %s" % ("%.2f s" % results["routed"] if results["routed"] else "never (10 s)"))
+        watcher.join(12.0)
+        if watcher.routed is None:
+            print("the new tenant was not routed within 10 s of the play's end")
+        else:
+            results["routed"] = max(0.0, watcher.routed - ended)
+            print("new tenant first routed %.2f s %s the play ended (%.2f s after it started)" % (
+                abs(watcher.routed - ended), "after" if watcher.routed > ended else "before", watcher.routed - changed_at))
         time.sleep(1.0)
         prober.stop.set()
         prober.join()
+        idle_worst, _lost, idle_sent, idle_median = prober.worst(idle_from, idle_to)
+        print("reply delay of the idle router: median %.2f ms, worst %.1f ms (%d probes)"
+              % (idle_median * 1000, idle_worst * 1000, idle_sent))
         worst, lost, sent, median = prober.worst(start, converged)
         worst_change, lost_change, sent_change, _median = prober.worst(changed_at, time.monotonic())
         worst_all = max(w for w in (worst, worst_change) if w is not None)

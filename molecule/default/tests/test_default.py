@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from conftest import (CONFIG, DB, SERVICE, SIPEDGE, SIPP_DIR, VENV, WORK, collection_root,
-                      journal_count, journal_tail, wait_for)
+from conftest import (CONFIG, DB, SERVICE, SIPEDGE, VENV, WORK, backend_result, collection_root,
+                      journal_count, journal_tail, place_call, start_backend, wait_for)
 
 
 # --- service ------------------------------------------------------------------------
@@ -234,38 +234,6 @@ with conn:
         conn.execute("DELETE FROM sip_domains WHERE domain = ?", (domain,))
         conn.execute("DELETE FROM dispatcher WHERE setid = ? AND destination = ?", (setid, destination))
 """ % DB
-
-
-def start_backend(host, name, ip, port=5070):
-    """A SIPp UAS that answers one call (and the edge's OPTIONS pings), in the background."""
-    host.check_output("mkdir -p %s", WORK)
-    host.check_output(
-        "cd %s && setsid sh -c 'timeout 30 sipp -sf %s/uas.xml -set backend %s -i %s -p %s -m 1 -aa"
-        " -nostdin -trace_err -error_file %s.err > %s.out 2>&1; echo $? > %s.rc' >/dev/null 2>&1 &",
-        WORK, SIPP_DIR, name, ip, str(port), name, name, name)
-    listening = wait_for(lambda: host.socket("udp://%s:%d" % (ip, port)).is_listening, timeout=10)
-    assert listening, "SIPp backend %s did not start" % name
-
-
-def backend_result(host, name, timeout=10):
-    def exit_code():
-        return host.run("cat %s/%s.rc", WORK, name).stdout.strip()
-
-    rc = wait_for(exit_code, timeout=timeout)
-    return int(rc) if rc else None
-
-
-def place_call(host, domain, caller_ip, timeout_ms=3000):
-    """One INVITE/ACK/BYE call from a SIPp UAC to the edge; returns (rc, log text, messages)."""
-    tag = domain.replace(".", "-")
-    result = host.run(
-        "cd %s && timeout 20 sipp -sf %s/uac.xml -set domain %s -i %s -p 5062 -m 1 -nostdin"
-        " -recv_timeout %s -trace_logs -log_file %s.log -trace_msg -message_file %s.msg"
-        " 127.0.0.1:5060 > %s.uac.out 2>&1",
-        WORK, SIPP_DIR, domain, caller_ip, str(timeout_ms), tag, tag, tag)
-    log = host.run("cat %s/%s.log", WORK, tag).stdout
-    messages = host.run("cat %s/%s.msg", WORK, tag).stdout
-    return result.rc, log, messages
 
 
 def change_rows(host, action, domain, setid, destination):

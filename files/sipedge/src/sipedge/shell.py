@@ -21,6 +21,7 @@ transactions in flight finish, for up to `sip.drain_timeout` seconds.
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -224,6 +225,9 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         # costs time: collect rarely, and never walk the start-up objects.
         gc.freeze()
         gc.set_threshold(100_000, 50, 100)
+        # While the DB thread prepares a reload, the loop waits for the GIL at most
+        # this long per wake-up (Python's default is 5 ms); alone, the loop never waits.
+        sys.setswitchinterval(0.001)
         try:
             self.loop.run(self.proxy, on_signal=self._drain)
         finally:
