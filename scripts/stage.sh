@@ -133,8 +133,14 @@ stage_molecule() {
         say "molecule test -s $name (ansible-core $CORE; images $SIPEDGE_MOLECULE_IMAGE, $SIPEDGE_MOLECULE_IMAGE_TRIXIE)"
         xml="$RESULTS/molecule$LEG-$name.xml"
         rm -f "$xml"
+        # Molecule keeps a scenario's state and its interpolated molecule.yml (the platforms
+        # its playbooks create) in ~/.ansible/tmp/molecule.<hash of the folder name>.<scenario>,
+        # the same folder for every checkout of this collection (all named sip_edge): two
+        # checkouts running a scenario at once would create each other's containers. Each
+        # checkout keeps its own, in .cache/molecule-ephemeral/.
         # The testinfra verifier is pytest: its JUnit file gives the counts.
-        if (cd "$PLACED" && PYTEST_ADDOPTS="--junitxml=$xml" molecule test -s "$name"); then rc=0; else rc=1; fi
+        if (cd "$PLACED" && MOLECULE_EPHEMERAL_DIRECTORY="$BUILD/molecule-ephemeral/$name" \
+            PYTEST_ADDOPTS="--junitxml=$xml" molecule test -s "$name"); then rc=0; else rc=1; fi
         read -r tp tf _ < <(if [ -s "$xml" ]; then junit "$xml"; else echo 0 0 0; fi)
         # The scenario itself counts once when its verifier did not run or did not fail.
         if [ "$rc" -ne 0 ]; then
