@@ -12,8 +12,8 @@ LEG_2_20 := env SIPEDGE_CORE=2.20
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-2.20 packages collections docker image lint sanity units integration router-test \
-	conformance molecule sanity-2.20 units-2.20 integration-2.20 molecule-2.20 test demo bench bench-provision clean \
-	docker-stop lock
+	conformance molecule sanity-2.20 units-2.20 integration-2.20 molecule-2.20 test demo bench bench-provision fuzz \
+	clean docker-stop lock
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ bench: ## run the benchmarks (scripts/bench.sh)
 bench-provision: ## 10,000 tenants through the tenants role into a running router (scripts/bench_provision.py)
 	@bash $(SETUP) venv collections
 	@bash -c '. scripts/lib.sh && python scripts/bench_provision.py --workdir "$$RESULTS/bench-provision" $(ARGS)'
+
+fuzz: ## long fuzz run of the router (files/sipedge/tests/fuzz_run.py; FUZZ_ARGS=... adds options)
+	@bash $(SETUP) venv
+	@.venv/bin/python files/sipedge/tests/fuzz_run.py --out .cache/results/fuzz $(FUZZ_ARGS)
 
 lock: ## regenerate requirements/controller*.txt from requirements/controller*.in
 	@bash scripts/lock-requirements.sh

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from conf_sip import Msg, Req
+from testsupport.sip import Msg, Req
 
 CASES: dict[str, tuple[str, str, Callable]] = {}
 

@@ -74,25 +74,13 @@ class TortureClient:
 
 def _collect(lane: Lane, start: int, fds: set[int], call_id: bytes | None,
              quiet: float = QUIET, hard: float = 2.0) -> list:
-    net = lane.net
     t0 = time.monotonic()
     last = t0
     seen = []
-    idx = start
-    while True:
-        with net.lock:
-            now = time.monotonic()
-            timeout = min(last + quiet, t0 + hard) - now
-            if timeout <= 0:
-                break
-            if idx >= len(net.events):
-                net.lock.wait(timeout)
-            new = net.events[idx:]
-            idx = len(net.events)
-        for e in new:
-            if e.sock_id in fds or (e.where == "torture" and call_id and call_id in e.data):
-                seen.append(e)
-                last = e.t
+    for e in lane.net.watch(start, lambda: min(last + quiet, t0 + hard) - time.monotonic()):
+        if e.sock_id in fds or (e.where == "torture" and call_id and call_id in e.data):
+            seen.append(e)
+            last = e.t
     return seen
 
 

@@ -518,8 +518,8 @@ def test_unchanged_rows_and_sets_keep_their_objects():
     disp = make(rows)
     before = {d.uri: d for d in disp.destinations()}
     prepared = disp.prepare(rows + port_rows(3, 4))
-    assert [d.uri for d in prepared.fresh] == ["sip:127.0.0.1:4"]
-    assert [s.setid for s in prepared.rebuilt] == [3]
+    assert prepared.replaced == [] and prepared.carried == []  # nothing to carry over at commit
+    assert [s for s, dset in prepared.sets.items() if dset is not disp._sets.get(s)] == [3]  # pylint: disable=protected-access
     disp.commit(prepared)
     assert all(disp.find(d.setid, uri) is d for uri, d in before.items())
 

@@ -176,7 +176,7 @@ def test_max_inv_lifetime_is_a_setting(make_edge):
 
 # ---- 11. caches keyed on attacker bytes are bounded by size ----------------------------------
 
-def test_memory_stays_flat_under_long_unique_uris_header_names_and_hosts(edge):
+def test_memory_stays_flat_under_long_unique_uris_header_names_hosts_and_methods(edge):
     def flood(start, count):
         for i in range(start, start + count):
             junk = b"%08d" % i + b"x" * 3000
@@ -184,6 +184,8 @@ def test_memory_stays_flat_under_long_unique_uris_header_names_and_hosts(edge):
                               headers=[b"X-" + junk + b": 1"], branch=b"z9hG4bK%d" % i))
             edge.recv(request(b"BYE", ruri=b"sip:a@" + junk + b".test", to_tag=b"t", headers=[ROUTE],
                               branch=b"z9hG4bKb%d" % i))
+            method = b"M" + junk[:1000].replace(b"x", b"Y")  # a method token: counted as "other"
+            edge.recv(request(method, branch=b"z9hG4bKm%d" % i))
     logging.disable(logging.CRITICAL)  # what the test framework keeps of log lines is not the core's
     tracemalloc.start()
     try:

@@ -60,6 +60,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         self._poll_now = threading.Event()  # wakes the DB thread early (sipedge ctl reload)
         self._store_error = None
         self.overloaded = False
+        self.delay_max = 0.0  # the longest a datagram waited in the queue since the last `stats`
         self.draining = None  # the time draining ends, once SIGTERM came
 
     # ---- sockets -------------------------------------------------------------
@@ -123,6 +124,8 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         quarter of it) so that the edge does not flap."""
         if delay is None:
             return self.overloaded
+        if delay > self.delay_max:
+            self.delay_max = delay
         limit = self.config.overload_delay
         if delay > limit and not self.overloaded:
             log.warning("overloaded: datagrams wait %.0f ms; new INVITEs get 503 until it drains", delay * 1000)
@@ -167,11 +170,13 @@ class Edge:  # pylint: disable=too-many-instance-attributes
     def _message(self, message):
         op = message["op"]
         if op == "states":
-            self.proxy.dispatcher.apply_states(message["states"], message.get("full", False))
+            self.proxy.dispatcher.apply_states(message["states"])
         elif op == "stats":
             dests = [[d.setid, d.uri, d.calls, d.failures] for d in self.proxy.dispatcher.destinations()
                      if d.calls or d.failures]
-            self.link.send({"op": "stats", "id": message["id"], "stats": self.proxy.stats(), "calls": dests})
+            stats = dict(self.proxy.stats(), queue_delay_max=self.delay_max)
+            self.delay_max = 0.0
+            self.link.send({"op": "stats", "id": message["id"], "stats": stats, "calls": dests})
         elif op == "reload":
             self._poll_now.set()
 

@@ -224,10 +224,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         return self.timers.start(when, callback, txn)
 
     def _stop(self, txn):
-        retr = txn.retr
-        if retr is not None:
-            self.timers.cancel(retr.entry)
-            retr.entry = None
+        self._retransmit_stop(txn.retr)
         self.timers.cancel(txn.timer)
         txn.retr = txn.timer = None
 
