@@ -18,9 +18,9 @@ from conf_harness import QUIET, Lane, Msg
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 
 # Messages that would make Kamailio resolve a name if sent to it: an in-dialog request
-# whose Route names a host (Kamailio relays to it, sip-spec-notes §6.3 wsinv).  The
+# whose Route names a host (Kamailio relays to it, docs/sip-spec-notes.md §6.3 wsinv).  The
 # network rule forbids that, so the reference is not asked; its outcome is the one
-# predicted in sip-spec-notes §6.3 and is marked as such.
+# predicted in docs/sip-spec-notes.md §6.3 and is marked as such.
 NOT_FOR_KAMAILIO = {
     "wsinv": "would relay to services.example.com (needs DNS)",
     # Kamailio 5.6 tries to relay this response to its second Via, 255.255.255.255

@@ -90,7 +90,7 @@ def test_hash_matches_kamailio(key1, key2, expected):
 
 
 def reference_hash(x, y):
-    """sip-spec-notes 2.5, transcribed byte by byte from dispatch.c."""
+    """docs/sip-spec-notes.md §2.5, transcribed byte by byte from dispatch.c."""
     def sc(b):
         return b - 256 if b > 127 else b
     if x is None and y is None:

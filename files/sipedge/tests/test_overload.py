@@ -1,4 +1,4 @@
-"""Overload sheds, it does not collapse (DESIGN.md decision 16): while the shell
+"""Overload sheds, it does not collapse (docs/design.md decision 16): while the shell
 says the edge is behind, a new INVITE gets 503 with Retry-After at once, and
 everything that belongs to calls already admitted is served as usual."""
 

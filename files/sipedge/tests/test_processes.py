@@ -120,7 +120,7 @@ def test_an_ipv6_wildcard_advertises_a_global_address_or_refuses_to_start(tmp_pa
     start fails and says to set advertised_address; the edge knows ::1 as itself."""
     port = free_udp_port("127.0.0.1")
     edge = Sipedge(tmp_path, "::", port, settings={"sip": {"listen": ["udp:[::]:%d" % port]},
-                                                    "dispatcher": {"ping_interval": 0}})
+                                                   "dispatcher": {"ping_interval": 0}})
     candidates = global_ipv6()
     if not candidates:
         with pytest.raises(RuntimeError, match="no global IPv6 address to advertise; set sip.advertised_address"):

@@ -4,15 +4,15 @@ Sans-I/O: nothing here sends, sleeps or reads a clock.  The shell feeds the
 routing DB rows to `Dispatcher.prepare` / `commit`, the router asks `select`
 for a destination per request (and `next_destination` after a failed one),
 and health.py pings `ping_targets()` and keeps each destination's state bits.
-References below are to `reference/sip-spec-notes.md` (section 2).
+References below are to `docs/sip-spec-notes.md` (section 2).
 
 Array order of a set (decides round-robin rotation, algorithm 8 and the skip loop):
-  * "lowest-first" (the product's default, DESIGN.md decision 7): ascending
+  * "lowest-first" (the product's default, docs/design.md decision 7): ascending
     priority value, ties in load (DB id) order.  Priority 0 comes before 10.
   * "kamailio": exactly what Kamailio builds (2.1): descending priority value,
     ties in REVERSE load order.  Rows A, B, C of equal priority give [C, B, A].
 
-`flags` column = Kamailio's per-destination state bits (DESIGN.md decision 8):
+`flags` column = Kamailio's per-destination state bits (docs/design.md decision 8):
 INACTIVE 1 (not selected, still pinged, back after `inactive_threshold`
 successes), TRYING 2 (selected), DISABLED 4 (never selected, never pinged,
 never changed by keep-alives), PROBING 8 (informational: every non-disabled
@@ -499,7 +499,7 @@ class Dispatcher:
         return None
 
     def may_relay(self, src_ip: str, target_ip: str, now: float) -> bool:
-        """DESIGN.md decision 13: an in-dialog request from a backend may go
+        """docs/design.md decision 13: an in-dialog request from a backend may go
         anywhere its dialog says; one from anyone else only to a backend.  A
         backend is an IP of any destination row, disabled ones included, or of
         one removed less than `removed_grace` seconds ago (its calls still end)."""

@@ -119,7 +119,7 @@ class Proxy:
     # ---- datagrams ----------------------------------------------------------
     def on_datagram(self, data, src, now, overloaded=False):
         """Handle one received datagram from src = (ip str, port int).  When the
-        shell is `overloaded`, a new INVITE is shed with a 503 (DESIGN.md
+        shell is `overloaded`, a new INVITE is shed with a 503 (docs/design.md
         decision 16) and everything else is served as usual."""
         counters = self.counters
         try:

@@ -11,7 +11,7 @@ The main process (manager.py) keeps the health checks, the control socket and
 the admin endpoint; a worker talks to it over a Link: destination states in,
 failed calls, counters and readiness out.
 
-Overload (DESIGN.md decision 16): the first datagram of each wake-up is read
+Overload (docs/design.md decision 16): the first datagram of each wake-up is read
 with its kernel receive time; while the oldest waiting datagram is older than
 `sip.overload_delay`, new INVITEs are shed with 503 (see Proxy.on_datagram).
 On SIGTERM the worker drains: it sheds new INVITEs the same way while the

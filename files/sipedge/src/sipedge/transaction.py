@@ -17,7 +17,7 @@ a failover, the branches before it.  Its `state` uses RFC 3261's names:
 `_enter` is the one place a state changes: it checks the move against
 TRANSITIONS and sets the timers that belong to the new state, so a
 transaction never exists without a timer that ends it.  Timers follow
-Kamailio's tm (sip-spec-notes 5.3), including max_inv_lifetime; lingering
+Kamailio's tm (docs/sip-spec-notes.md §5.3), including max_inv_lifetime; lingering
 (LINGER s) absorbs retransmissions before every trace of a transaction goes.
 
 Every 2xx to an INVITE goes upstream, whenever it comes (RFC 3261 16.7 step 5).
