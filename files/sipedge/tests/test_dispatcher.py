@@ -7,23 +7,16 @@ list file holding the same rows for the selections and the keep-alive table.
 
 import collections
 import random
-from dataclasses import dataclass
 
 import pytest
+
+from harness import RoutedMsg as Msg
 
 from sipedge import dispatcher as ds
 from sipedge.config import Config
 from sipedge.dispatcher import (DISABLED, INACTIVE, NOPING, PROBING, TRYING, Dispatcher, DispatcherSettings,
                                 ds_get_hash, parse_destination, uri_hash_keys)
 from sipedge.health import Health
-
-
-@dataclass
-class Msg:
-    call_id: str = "c@x"
-    from_uri: str = "sip:alice@a.example"
-    to_uri: str = "sip:bob@b.example"
-    ruri: str = "sip:bob@b.example"
 
 
 def make(rows, order="lowest-first", seed=1, **settings):
