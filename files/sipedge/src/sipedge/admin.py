@@ -30,12 +30,12 @@ from passlib.apache import HtpasswdFile
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
+from .loop import background
 from .uri import split_hostport
 
 log = logging.getLogger("sipedge")
 CACHE_SECONDS = 60.0
 VERIFY_RATE = 4.0  # expensive verifications per second at most
-NICE = 10  # the admin thread yields the CPU to the SIP workers
 STATES = ("active", "trying", "inactive", "disabled")
 
 
@@ -187,10 +187,7 @@ class AdminServer:
         log.info("admin endpoint on http://%s/metrics and /dispatcher", config.admin_listen)
 
     def _serve(self):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)  # this thread only (Linux)
-        except OSError:
-            pass
+        background()
         self.httpd.serve_forever(poll_interval=0.5)
 
     def close(self):

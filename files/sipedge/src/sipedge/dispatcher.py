@@ -211,9 +211,10 @@ class Destination:  # pylint: disable=too-many-instance-attributes
     # (IP, port) to send to; for a host name, filled when the name resolves at each load
     address: Optional[tuple[str, int]] = None
     named: bool = False  # host is a name (resolved at load time, never per request)
+    # [calls sent to it, calls that failed on it]: one list per (setid, uri), shared by the
+    # objects a reload makes for that row, so no count is lost while a reload is prepared
+    counts: list = field(default_factory=lambda: [0, 0])
     # kept across reloads with the health state: for `sipedge ctl dispatcher list` and /metrics
-    calls: int = 0  # initial requests sent to it
-    failures: int = 0  # calls that failed on it (failover or a marked failure)
     last_ping: Optional[float] = None  # monotonic time of the last keep-alive result
     last_code: Optional[int] = None  # its code (408 for no answer)
     rtt: Optional[float] = None  # its round trip in seconds, None for no answer
@@ -222,6 +223,14 @@ class Destination:  # pylint: disable=too-many-instance-attributes
     @property
     def selectable(self) -> bool:
         return not self.flags & SKIP
+
+    @property
+    def calls(self) -> int:
+        return self.counts[0]
+
+    @property
+    def failures(self) -> int:
+        return self.counts[1]
 
     @property
     def status(self) -> str:
@@ -274,16 +283,26 @@ class PreparedLoad:  # pylint: disable=too-many-instance-attributes
     sets: dict[int, _Set]
     by_key: dict[tuple[int, str], Destination]
     by_raw: dict[Row, Optional[Destination]]  # every row -> its destination (None: skipped), for the next prepare
-    replaced: list  # (new, old) destinations of changed rows: the live state is carried at commit
-    carried: list  # (new, old) sets that changed: the round-robin position is carried at commit
+    replaced: list  # (new, old) destinations of changed rows: health carried (again at commit if it changed)
+    carried: list  # (new, old, same weights) sets of the same members: the round-robin position carried at commit
     named: list[Destination]  # destinations whose host is a name
     resolved: dict[str, Optional[str]]  # their names -> IP (None: did not resolve)
     ips: frozenset[str]  # every destination's IP, disabled ones included
     gone_ips: frozenset[str]  # IPs of the table before that are not in this one
+    epoch: int  # Dispatcher.epoch when it was prepared
     warnings: list[str]
 
 
-EMPTY_LOAD = PreparedLoad({}, {}, {}, [], [], [], {}, frozenset(), frozenset(), [])
+EMPTY_LOAD = PreparedLoad({}, {}, {}, [], [], [], {}, frozenset(), frozenset(), 0, [])
+
+
+def _carry_health(dest: Destination, old: Destination) -> None:
+    """A changed row's new object takes on the old one's health: the state when
+    the `flags` column is the same (a changed one is an operator's decision and
+    resets it; so does a change of a row held by set-state), and its last ping."""
+    dest.last_ping, dest.last_code, dest.rtt = old.last_ping, old.last_code, old.rtt
+    if old.db_flags == dest.db_flags and not old.pinned:
+        dest.flags, dest.probing_count = old.flags, old.probing_count
 
 
 class Dispatcher:
@@ -297,6 +316,7 @@ class Dispatcher:
         self._sets: dict[int, _Set] = {}
         self._by_key: dict[tuple[int, str], Destination] = {}
         self._previous = EMPTY_LOAD  # the last prepared load: the one in use once committed
+        self.epoch = 0  # counts the changes of destinations' health, for reloads prepared meanwhile
         self._ips: frozenset[str] = frozenset()  # every destination's IP
         self._departed: dict[str, float] = {}  # IP of a removed destination -> until when it still counts
         unknown = sorted({settings.algorithm, *settings.set_algorithms.values()} - ALGORITHMS)
@@ -329,6 +349,7 @@ class Dispatcher:
         by_key: dict[tuple[int, str], Destination] = {}
         loaded: dict[int, list[Destination]] = {}
         previous = self._previous
+        epoch = self.epoch  # a state change after this is carried again at commit
         replaced = []
         for row in rows:
             row = tuple(row) if isinstance(row, list) else row
@@ -339,8 +360,10 @@ class Dispatcher:
             else:
                 dest = by_raw[row] = self._make_destination(row, warnings)
                 old = previous.by_key.get((dest.setid, dest.uri)) if dest is not None else None
-                if old is not None:
-                    replaced.append((dest, old))  # a changed row: its state is carried at commit
+                if old is not None:  # a changed row: its counts and health state go on
+                    dest.counts = old.counts
+                    _carry_health(dest, old)
+                    replaced.append((dest, old))
             if dest is None:
                 continue
             key = (dest.setid, dest.uri)
@@ -357,14 +380,15 @@ class Dispatcher:
                 sets[setid] = old_set
             else:
                 sets[setid] = new_set = self._make_set(setid, members)
-                if old_set is not None:
-                    carried.append((new_set, old_set))  # its round-robin position is carried at commit
+                if old_set is not None and old_set.members() == new_set.members():
+                    # its round-robin position (and weight table) is carried at commit
+                    carried.append((new_set, old_set, old_set.weights() == new_set.weights()))
         named = [dest for dest in by_key.values() if dest.named]
         resolved = {name: resolve(name) for name in {dest.host for dest in named}} if resolve else {}
         ips = {dest.address[0] for dest in by_key.values() if dest.address is not None}
         ips.update(ip for ip in resolved.values() if ip is not None)
         prepared = PreparedLoad(sets, by_key, by_raw, replaced, carried, named, resolved, frozenset(ips),
-                                previous.ips - ips, warnings)
+                                previous.ips - ips, epoch, warnings)
         self._previous = prepared
         return prepared
 
@@ -376,17 +400,15 @@ class Dispatcher:
         for dest in prepared.named:
             ip = prepared.resolved.get(dest.host)
             dest.address = None if ip is None else (ip, dest.port)
-        for dest, old in prepared.replaced:
-            dest.calls, dest.failures = old.calls, old.failures
-            dest.last_ping, dest.last_code, dest.rtt = old.last_ping, old.last_code, old.rtt
-            if old.db_flags == dest.db_flags and not old.pinned:
-                # same flags column: the health state stays (a changed one is an operator's decision)
-                dest.flags, dest.probing_count = old.flags, old.probing_count
-        for new_set, old_set in prepared.carried:
-            if old_set.members() == new_set.members():
-                new_set.last = old_set.last
-                if old_set.weights() == new_set.weights():
-                    new_set.wlist, new_set.wlast = old_set.wlist, old_set.wlast
+        if self.epoch != prepared.epoch:  # health changed while it was prepared (rare): carry it again
+            for dest, old in prepared.replaced:
+                _carry_health(dest, old)
+        if prepared.replaced:
+            self.epoch += 1  # a reload prepared before this commit has copied what is carried here
+        for new_set, old_set, same_weights in prepared.carried:
+            new_set.last = old_set.last
+            if same_weights:
+                new_set.wlist, new_set.wlast = old_set.wlist, old_set.wlast
         grace = now + self.settings.removed_grace
         for ip in prepared.gone_ips:
             self._departed[ip] = grace
@@ -550,6 +572,7 @@ class Dispatcher:
             return False
         dest.flags = (dest.flags & ~(HEALTH_BITS | DISABLED)) | (state & (HEALTH_BITS | DISABLED))
         dest.pinned = pin
+        self.epoch += 1
         return True
 
     def overrides(self) -> list[list]:
@@ -565,3 +588,4 @@ class Dispatcher:
             dest = self._by_key.get((setid, uri))
             if dest is not None:
                 dest.flags = flags
+        self.epoch += 1

@@ -72,6 +72,7 @@ class Health:
         if current is None:
             return None
         current.last_ping, current.last_code, current.rtt = now, code, rtt
+        self.dispatcher.epoch += 1
         if current.flags & DISABLED or current.pinned:
             return None
         old, count = current.flags, current.probing_count
@@ -103,6 +104,7 @@ class Health:
         return self._set(current, INACTIVE | PROBING, 0)
 
     def _set(self, dest, state, count):
+        self.dispatcher.epoch += 1
         old = dest.flags
         dest.flags = (old & ~HEALTH_BITS) | state
         dest.probing_count = count

@@ -23,6 +23,17 @@ import time
 
 log = logging.getLogger("sipedge")
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
+BACKGROUND_NICE = 10
+
+
+def background():
+    """Lower the calling thread's CPU priority (Linux: per thread): its work
+    (preparing a reload, verifying a password) yields the CPU to the SIP
+    loops.  Raising one's nice value needs no privilege."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except OSError as exc:
+        log.debug("cannot lower this thread's priority: %s", exc)
 
 
 class Loop:

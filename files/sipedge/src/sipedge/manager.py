@@ -29,7 +29,7 @@ import threading
 import time
 
 from .health import Checker
-from .loop import Link, Loop
+from .loop import Link, Loop, background
 from .net import advertised, resolve, udp_socket
 from .shell import Edge
 from .store import RoutingStore, StoreError
@@ -146,7 +146,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         elif op == "failed":
             dest = self.checker.dispatcher.find(message["setid"], message["uri"])
             if dest is not None:
-                dest.failures += 1
+                dest.counts[1] += 1
                 self.checker.health.mark_failed(dest)
         elif op == "stats":
             self._gathered(worker.pid, message)
@@ -270,6 +270,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
 
     # ---- the routing DB -------------------------------------------------------------
     def _poll_db(self):
+        background()
         while not self.loop.stopping.is_set():
             forced = self._poll_now.wait(self.config.db_poll_interval)
             self._poll_now.clear()

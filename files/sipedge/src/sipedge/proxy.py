@@ -174,7 +174,7 @@ class Proxy:
             self.txns.forward_stateless(msg, route.address)
             return
         if route.destination is not None:
-            route.destination.calls += 1
+            route.destination.counts[0] += 1
         self.txns.forward(msg, key, reply_addr, route, now)
 
     def _branch_failed(self, txn, code, now):
@@ -183,7 +183,7 @@ class Proxy:
         failed = txn.route
         if not self.config.failover or failed.destination is None:
             return None  # an in-dialog request: no set to fail over in
-        failed.destination.failures += 1
+        failed.destination.counts[1] += 1
         self.health.mark_failed(failed.destination)
         if self.report_failure is not None:
             self.report_failure(failed.destination)
@@ -194,5 +194,5 @@ class Proxy:
             return None
         self.counters["failover"] += 1
         log.info("failover: %s answered %d, trying %s", failed.destination.uri, code, nxt.uri)
-        nxt.calls += 1
+        nxt.counts[0] += 1
         return Forward(nxt.address, True, failed.setid, nxt)
