@@ -1,14 +1,16 @@
 """Unit tests of sipedge.store: start-up errors, change detection, failures."""
 
 import os
+import queue
 import shutil
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from sipedge.schema import ensure_schema
-from sipedge.store import RoutingData, RoutingStore, StoreError
+from sipedge.store import RoutingData, RoutingStore, StoreError, Watcher
 
 
 def write(path, *statements):
@@ -143,6 +145,43 @@ def test_vanished_db_raises_then_recovers(store, db, tmp_path):
     write(moved, "DELETE FROM dispatcher")
     os.rename(moved, db)
     assert store.poll().destinations == ()
+
+
+def test_watcher_reports_each_change_and_each_new_failure_once(db, tmp_path):
+    """The DB thread: woken (not by its hour-long interval), it hands over new tables;
+    a failure is reported once however often it repeats, and the recovery once."""
+    reads, events = queue.Queue(), []
+
+    class Store(RoutingStore):
+        def open(self):
+            try:
+                return super().open()
+            finally:
+                reads.put(None)
+
+    stopping = threading.Event()
+    watcher = Watcher(Store(db), 3600, stopping, lambda data: events.append(("changed", len(data.destinations))),
+                      lambda error: events.append(("failed", error)))
+
+    def read_now():
+        watcher.wake()
+        reads.get(timeout=5)
+
+    watcher.start()
+    try:
+        read_now()
+        shutil.move(db, tmp_path / "away.db")
+        read_now()
+        read_now()
+        write(str(tmp_path / "away.db"), "DELETE FROM dispatcher WHERE id = 9")
+        shutil.move(tmp_path / "away.db", db)
+        read_now()
+    finally:
+        stopping.set()
+        watcher.wake()
+        watcher.thread.join(5)
+    assert [kind for kind, _value in events] == ["changed", "failed", "failed", "changed"]
+    assert events[0][1] == 3 and "does not exist" in events[1][1] and events[2][1] is None and events[3][1] == 2
 
 
 def test_open_missing(tmp_path):

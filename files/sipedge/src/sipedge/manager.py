@@ -29,10 +29,10 @@ import threading
 import time
 
 from .health import Checker
-from .loop import Link, Loop, background
+from .loop import Link, Loop
 from .net import advertised, resolve, udp_socket
 from .shell import Edge
-from .store import RoutingStore, StoreError
+from .store import RoutingStore, Watcher
 from .dispatcher import DISABLED, INACTIVE
 
 log = logging.getLogger("sipedge")
@@ -78,7 +78,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         self._stopping = False
         self.status = 0
         self.ready = False
-        self._poll_now = threading.Event()  # wakes the DB thread early (sipedge ctl reload)
+        self.watcher = None  # the DB thread (a store.Watcher), once running
 
     # ---- processes ------------------------------------------------------------
     def _fork_workers(self):
@@ -236,7 +236,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         elif len(words) == 5 and words[:2] == ["dispatcher", "set-state"]:
             answer(self._set_state(*words[2:]))
         elif words == ["reload"]:
-            self._poll_now.set()
+            self.watcher.wake()
             for worker in self.workers:
                 worker.link.send({"op": "reload"})
             answer({"reload": "requested", "workers": len(self.workers)})
@@ -269,18 +269,6 @@ class Manager:  # pylint: disable=too-many-instance-attributes
             return {"error": "no answer within %.0f s" % ANSWER_TIMEOUT}
 
     # ---- the routing DB -------------------------------------------------------------
-    def _poll_db(self):
-        background()
-        while not self.loop.stopping.is_set():
-            forced = self._poll_now.wait(self.config.db_poll_interval)
-            self._poll_now.clear()
-            try:
-                data = self.store.open() if forced else self.store.poll()
-            except StoreError:
-                continue  # the workers say so in the log
-            if data is not None:
-                self.loop.post(self._load, data, self.checker.prepare(data, resolve))
-
     def _load(self, data, prepared):
         self.checker.commit(prepared, time.monotonic())
         log.debug("health checks: routing data loaded: %d destinations", len(data.destinations))
@@ -310,6 +298,9 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         self.checker = Checker(self.config, send, local, on_event=self._on_event)
         now = time.monotonic()
         self.checker.commit(self.checker.prepare(data, resolve), now)
+        self.watcher = Watcher(self.store, self.config.db_poll_interval, self.loop.stopping,
+                               lambda data: self.loop.post(self._load, data, self.checker.prepare(data, resolve)),
+                               lambda _error: None)  # the workers say so in the log
         for pid, link_sock in links:
             worker = Worker(pid)
             worker.link = Link(self.loop, link_sock, lambda m, w=worker: self._message(w, m),
@@ -325,7 +316,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
                 except OSError:
                     continue
         self.loop.add(sock.fileno(), readable)
-        threading.Thread(target=self._poll_db, name="routing-db", daemon=True).start()
+        self.watcher.start()
         servers = [self._control_server()]
         if self.config.admin_listen:
             from . import admin  # pylint: disable=import-outside-toplevel  # never in a worker
@@ -335,7 +326,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
             self.loop.run(self.checker, on_signal=self._stop)
         finally:
             self.loop.stopping.set()
-            self._poll_now.set()
+            self.watcher.wake()
             for server in servers:
                 if server is not None:
                     server.close()

@@ -22,13 +22,12 @@ import gc
 import logging
 import os
 import sys
-import threading
 import time
 
 from .loop import Link, Loop, background
 from .net import TIMESTAMP_SPACE, advertised, names_of_self, queue_delay, resolve, udp_socket
 from .proxy import Proxy
-from .store import RoutingStore, StoreError
+from .store import RoutingStore, Watcher
 from .transaction import PENDING
 from .uri import hostport, split_hostport
 
@@ -36,6 +35,14 @@ log = logging.getLogger("sipedge")
 BATCH = 64
 RECV_SIZE = 65535
 DRAIN_CHECK = 0.1  # seconds between looks at the transactions in flight while draining
+
+
+def _store_failed(error):
+    """The routing DB went unreadable (or readable again): the table in use stays."""
+    if error is None:
+        log.info("routing DB readable again")
+    else:
+        log.error("routing DB unreadable, keeping the last good table: %s", error)
 
 
 class Backlog:
@@ -88,8 +95,9 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         self.send_socks = {}  # family is IPv6 -> socket requests are relayed from
         self.proxy = None
         self.store = RoutingStore(config.db_path)
-        self._poll_now = threading.Event()  # wakes the DB thread early (sipedge ctl reload)
-        self._store_error = None
+        self.watcher = Watcher(self.store, config.db_poll_interval, self.loop.stopping,
+                               lambda data: self.loop.post(self._load, data, self._prepare(data), True),
+                               _store_failed)
         self.backlog = Backlog(config.overload_delay)
         self.draining = None  # the time draining ends, once SIGTERM came
 
@@ -149,23 +157,6 @@ class Edge:  # pylint: disable=too-many-instance-attributes
                 log.exception("internal error on a datagram from %s", src[0])
 
     # ---- the routing DB ---------------------------------------------------------
-    def _poll_db(self):
-        """DB thread: look for changes every poll_interval (or at once when
-        asked); the new table is prepared here, off the loop."""
-        background()
-        while not self.loop.stopping.is_set():
-            forced = self._poll_now.wait(self.config.db_poll_interval)
-            self._poll_now.clear()
-            try:
-                data = self.store.open() if forced else self.store.poll()
-            except StoreError as exc:
-                self.loop.post(self._store_failed, str(exc))
-                continue
-            if data is not None:
-                self.loop.post(self._load, data, self._prepare(data), True)
-            elif self._store_error is not None:
-                self.loop.post(self._store_failed, None)
-
     def _prepare(self, data):
         """The new table, built in this thread.  The cyclic GC waits meanwhile:
         a table of 30,000 rows is that many young objects, and a collection
@@ -179,16 +170,8 @@ class Edge:  # pylint: disable=too-many-instance-attributes
             gc.freeze()
             gc.enable()
 
-    def _store_failed(self, error):
-        if error is None:
-            log.info("routing DB readable again")
-        elif error != self._store_error:
-            log.error("routing DB unreadable, keeping the last good table: %s", error)
-        self._store_error = error
-
     def _load(self, data, prepared, reloaded=False):
         self.proxy.commit(prepared, time.monotonic())
-        self._store_error = None
         self.link.send({"op": "loaded"})  # the main process answers with the destinations' states
         if reloaded:
             log.info("routing data reloaded: %d domains, %d destinations", len(data.domains), len(data.destinations))
@@ -205,7 +188,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
             self.backlog.delay_max = 0.0
             self.link.send({"op": "stats", "id": message["id"], "stats": stats, "calls": dests})
         elif op == "reload":
-            self._poll_now.set()
+            self.watcher.wake()
 
     def _report_failure(self, dest):
         self.link.send({"op": "failed", "setid": dest.setid, "uri": dest.uri})
@@ -247,7 +230,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         self.proxy = Proxy(self.config, self.send, local, myself, via_local=via_local, pings=False)
         self.proxy.report_failure = self._report_failure
         self._load(data, self._prepare(data))
-        threading.Thread(target=self._poll_db, name="routing-db", daemon=True).start()
+        self.watcher.start()
         log.info("sipedge worker %d listening on %s, advertising %s; %d domains, %d destinations", os.getpid(),
                  ", ".join(str(listen) for listen, _sock in self.socks), local.decode(),
                  len(data.domains), len(data.destinations))
@@ -264,7 +247,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
             self.loop.run(self.proxy, on_signal=self._drain)
         finally:
             self.loop.stopping.set()
-            self._poll_now.set()
+            self.watcher.wake()
             for _listen, sock in self.socks:
                 sock.close()
             for sock in self.send_socks.values():

@@ -1,7 +1,8 @@
 """Read side of the routing DB for the router shell (no SIP logic here).
 
 `RoutingStore.open()` reads everything once at start-up; `poll()` is the cheap
-change check that the shell runs every `poll_interval` in an executor thread.
+change check that each process's DB thread (a `Watcher`) runs every
+`poll_interval`.
 
 How changes are seen:
   * commits by other connections (Ansible's modules, `sqlite3`): `PRAGMA
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 from urllib.request import pathname2url
 
+from .loop import background
 from .schema import SCHEMA_VERSION, SchemaError, check_tables
 
 BUSY_TIMEOUT = 0.25  # seconds; a locked DB must not hold the executor thread for long
@@ -181,3 +184,46 @@ class RoutingStore:
                                 % (domain, setid))
         self._data_version = data_version
         return RoutingData(domains, destinations, tuple(warnings))
+
+
+class Watcher:
+    """A process's DB thread: reads the routing DB every `interval` seconds (at
+    once after `wake()`) until `stopping` is set.  `changed(data)` gets each new
+    table, in this thread (so that it can prepare it off the loop);
+    `failed(message)` each new error and `failed(None)` the first good read
+    after one.  The thread runs at a lower CPU priority than the SIP loop."""
+
+    def __init__(self, store: RoutingStore, interval: float, stopping: threading.Event,
+                 changed: Callable[[RoutingData], None], failed: Callable[[Optional[str]], None]):
+        self.store, self.interval, self.stopping = store, interval, stopping
+        self.changed, self.failed = changed, failed
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="routing-db", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        """Read the whole DB now (`sipedge ctl reload`), or see `stopping` now."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        background()
+        error = None
+        while True:
+            forced = self._wake.wait(self.interval)
+            self._wake.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                data = self.store.open() if forced else self.store.poll()
+            except StoreError as exc:
+                if str(exc) != error:
+                    error = str(exc)
+                    self.failed(error)
+                continue
+            if error is not None:
+                error = None
+                self.failed(None)
+            if data is not None:
+                self.changed(data)
