@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up steps of the Makefile: setup.sh STEP... with STEP one of
-# venv packages[:PKG,...] docker image collections get-pip. Each step does only what is
-# missing and stops with one line saying what is missing when it cannot help.
+# venv packages[:PKG,...] docker image[:RELEASE,...] collections get-pip. Each step does
+# only what is missing and stops with one line saying what is missing when it cannot help.
+# SIPEDGE_CORE (lib.sh) picks the controller leg whose venv 'venv' and 'get-pip' set up.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,38 +10,36 @@ set -euo pipefail
 ALL_PACKAGES=(docker.io debootstrap sip-tester kamailio kamailio-sqlite-modules sqlite3 shellcheck)
 
 # --- controller Python and venv ------------------------------------------------
-pick_python() {
-    local c pyenv="${PYENV_ROOT:-$HOME/.pyenv}"
-    for c in "${SIPEDGE_PYTHON:-}" python3.11 python3 "$pyenv"/versions/3.11.*/bin/python3; do
-        if [ -z "$c" ] || ! have "$c"; then continue; fi
-        if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-            "$c" -c 'import sys; print(sys.executable)'; return 0
-        fi
-    done
-    return 1
+# venv_ok: the leg's venv exists and runs its Python version.
+venv_ok() {
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c \
+        'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, sys.argv[1].split("."))))' "$CORE_PYTHON" 2>/dev/null
 }
 
+# The router (editable) goes into the main leg's venv only: its tests, the conformance
+# suite and the benchmarks run there; the 2.20 leg builds the router's wheel from source.
 ensure_venv() {
-    local py want stamp="$VENV/.sipedge-stamp" req="$ROOT/requirements"
+    local py want stamp="$VENV/.sipedge-stamp" req="$ROOT/requirements" name="${VENV#"$ROOT"/}"
     local router="$ROOT/files/sipedge/pyproject.toml"
-    want="$(sha "$req/pip.txt" "$req/controller.txt" "$router")"
+    [ -z "$LEG" ] || router=""
+    want="$(sha "$req/pip.txt" "$LOCK" "$router")"
     if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
         && "$VENV/bin/python" -c 'import ansible' 2>/dev/null; then
         return 0
     fi
-    py="$(pick_python)" || die "missing: a Python 3.11 interpreter for the controller; install Debian's python3 (3.11 on Debian 12) or set SIPEDGE_PYTHON=/path/to/python3.11"
+    py="$(pick_python)" || die "missing: a Python $CORE_PYTHON interpreter for the ansible-core $CORE controller; install one (Debian 12's python3 is 3.11; pyenv install $CORE_PYTHON) or set $PYTHON_VAR=/path/to/python$CORE_PYTHON"
     if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
         ensure_packages python3-venv
     fi
-    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
-        say "creating .venv with $py"
+    if ! venv_ok; then
+        say "creating $name with $py"
         rm -rf "$VENV"
-        logged venv "$py" -m venv "$VENV"
+        logged "venv$LEG" "$py" -m venv "$VENV"
     fi
-    say "installing the pinned controller toolchain into .venv (requirements/controller.txt)"
-    logged venv-pip "$VENV/bin/python" -m pip install -r "$req/pip.txt"
-    logged venv-install "$VENV/bin/python" -m pip install -r "$req/controller.txt"
-    if [ -f "$router" ]; then
+    say "installing the pinned controller toolchain into $name (${LOCK#"$ROOT"/})"
+    logged "venv$LEG-pip" "$VENV/bin/python" -m pip install -r "$req/pip.txt"
+    logged "venv$LEG-install" "$VENV/bin/python" -m pip install -r "$LOCK"
+    if [ -n "$router" ] && [ -f "$router" ]; then
         say "installing the router (pip install -e files/sipedge)"
         logged venv-router "$VENV/bin/python" -m pip install -e "$ROOT/files/sipedge"
     fi
@@ -99,7 +98,8 @@ ensure_docker() {
     say "Docker engine is up"
 }
 
-# --- Debian 12 systemd base image for Molecule ---------------------------------
+# --- Debian systemd base images for Molecule -----------------------------------
+# One per release in RELEASES (lib.sh): bookworm (Debian 12) and trixie (Debian 13).
 IMAGE_PACKAGES="python3,python3-apt,python3-venv,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates,sqlite3,sip-tester"
 
 debian_mirror() {
@@ -112,30 +112,44 @@ debian_mirror() {
     echo "${SIPEDGE_DEBIAN_MIRROR:-${m:-http://deb.debian.org/debian}}"
 }
 
+# image_name RELEASE: the image Molecule uses for that release (its setting in lib.sh).
+image_name() {
+    case "$1" in
+        bookworm) echo "$SIPEDGE_MOLECULE_IMAGE" ;;
+        trixie) echo "$SIPEDGE_MOLECULE_IMAGE_TRIXIE" ;;
+        *) die "unknown Debian release '$1' (the images are: ${RELEASES[*]})" ;;
+    esac
+}
+
+# ensure_image RELEASE: the release's image, built with debootstrap when missing.
 ensure_image() {
-    local recipe label rootfs="$BUILD/image-rootfs" mirror
-    recipe="$(echo "bookworm $IMAGE_PACKAGES 1" | sha256sum | cut -c1-16)"
+    local release="$1" image recipe label rootfs="$BUILD/image-rootfs-$1" mirror setting
+    image="$(image_name "$release")"
+    setting=SIPEDGE_MOLECULE_IMAGE
+    [ "$release" = bookworm ] || setting="SIPEDGE_MOLECULE_IMAGE_${release^^}"
+    recipe="$(echo "$release $IMAGE_PACKAGES 1" | sha256sum | cut -c1-16)"
     ensure_docker
-    if label="$(docker image inspect -f '{{ index .Config.Labels "org.sipedge.base-recipe" }}' "$IMAGE" 2>/dev/null)"; then
+    if label="$(docker image inspect -f '{{ index .Config.Labels "org.sipedge.base-recipe" }}' "$image" 2>/dev/null)"; then
         # A foreign image (no label) is used as it is; ours is rebuilt when its recipe changed.
         case "$label" in "" | "<no value>" | "$recipe") return 0 ;; esac
-        say "image $IMAGE was built from an older recipe: rebuilding"
+        say "image $image was built from an older recipe: rebuilding"
     fi
-    [ "$(id -u)" -eq 0 ] || die "missing: image $IMAGE; building it needs root (debootstrap), or point SIPEDGE_MOLECULE_IMAGE at a Debian 12 systemd image you have"
+    [ "$(id -u)" -eq 0 ] || die "missing: image $image; building it needs root (debootstrap), or point $setting at a Debian $release systemd image you have"
     ensure_packages debootstrap
+    [ -e "/usr/share/debootstrap/scripts/$release" ] || die "missing: debootstrap does not know Debian $release; upgrade debootstrap, or point $setting at a Debian $release systemd image you have"
     mirror="$(debian_mirror)"
-    say "building image $IMAGE with debootstrap from $mirror (about 2 minutes)"
+    say "building image $image with debootstrap from $mirror (about 1 minute)"
     rm -rf "$rootfs"
-    logged debootstrap debootstrap --variant=minbase --include="$IMAGE_PACKAGES" bookworm "$rootfs" "$mirror"
+    logged "debootstrap-$release" debootstrap --variant=minbase --include="$IMAGE_PACKAGES" "$release" "$rootfs" "$mirror"
     # No consoles in a container; clean apt's caches to keep the image small.
     ln -sf /dev/null "$rootfs/etc/systemd/system/getty@tty1.service"
     ln -sf /dev/null "$rootfs/etc/systemd/system/console-getty.service"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
-    tar -C "$rootfs" -c . | logged docker-import docker import \
+    tar -C "$rootfs" -c . | logged "docker-import-$release" docker import \
         -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' \
-        -c "LABEL org.sipedge.base-recipe=$recipe" - "$IMAGE"
+        -c "LABEL org.sipedge.base-recipe=$recipe" - "$image"
     rm -rf "$rootfs"
-    say "image $IMAGE built"
+    say "image $image built"
 }
 
 # --- collections -----------------------------------------------------------------
@@ -172,7 +186,7 @@ place_collection() {
             | while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done \
             | tar --null -T - -cf -) | tar -C "$PLACED" -xf -
     else
-        tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./.ansible \
+        tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.venv-2.20 --exclude=./.cache --exclude=./.ansible \
             --exclude=./tests/output --exclude=__pycache__ --exclude='*.egg-info' -cf - . | tar -C "$PLACED" -xf -
     fi
     # An own (empty) git repository: ansible-test lists a collection's files with
@@ -202,12 +216,19 @@ ensure_get_pip() {
     cp "$ROOT/scripts/get_pip_remedy.py" "$cache"
 }
 
-[ $# -gt 0 ] || die "usage: scripts/setup.sh venv|packages[:PKG,...]|docker|image|collections|get-pip ..."
+[ $# -gt 0 ] || die "usage: scripts/setup.sh venv|packages[:PKG,...]|docker|image[:RELEASE,...]|collections|get-pip ..."
 for step in "$@"; do
     case "$step" in
-        venv | packages | docker | image | collections) "ensure_$step" ;;
+        venv | packages | docker | collections) "ensure_$step" ;;
         get-pip) ensure_get_pip ;;
         packages:*) IFS=, read -r -a pkgs <<<"${step#packages:}"; ensure_packages "${pkgs[@]}" ;;
+        # 'image' alone is the Debian 12 image (the demo's); 'image:all' every release's.
+        image) ensure_image bookworm ;;
+        image:all) for release in "${RELEASES[@]}"; do ensure_image "$release"; done ;;
+        image:*)
+            IFS=, read -r -a releases <<<"${step#image:}"
+            for release in "${releases[@]}"; do ensure_image "$release"; done
+            ;;
         *) die "unknown set-up step '$step'" ;;
     esac
 done

@@ -3,13 +3,15 @@
 # lint sanity units integration router-test conformance molecule.
 # Each stage does its own set-up, runs, and writes "PASSED FAILED SKIPPED" to
 # .cache/results/NAME.counts; its exit code is non-zero when anything failed.
+# With SIPEDGE_CORE=2.20 (lib.sh) sanity, units, integration and molecule run on the
+# ansible-core 2.20 leg instead, and their results are named NAME-2.20.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SETUP="$ROOT/scripts/setup.sh"
 STAGE="${1:-}"
-COUNTS="$RESULTS/$STAGE.counts"
+COUNTS="$RESULTS/$STAGE$LEG.counts"
 
 # record PASSED FAILED SKIPPED, and succeed only when nothing failed.
 record() { echo "$1 $2 $3" >"$COUNTS"; [ "$2" -eq 0 ]; }
@@ -51,10 +53,10 @@ stage_lint() {
 # ansible_test COMMAND...: run ansible-test in the placed copy of the collection,
 # keep its output under .cache/results, count its JUnit results.
 ansible_test() {
-    local kind="$1" rc=0 out="$RESULTS/$STAGE-output"
+    local kind="$1" rc=0 out="$RESULTS/$STAGE$LEG-output"
     cd "$PLACED"
     rm -rf tests/output "$out"
-    ansible-test "$@" --venv --python 3.11 --color no || rc=$?
+    ansible-test "$@" --venv --python "$CORE_PYTHON" --color no || rc=$?
     [ -d tests/output ] && cp -r tests/output "$out"
     if compgen -G "tests/output/junit/*.xml" >/dev/null; then
         # shellcheck disable=SC2046  # three numbers
@@ -115,21 +117,30 @@ stage_conformance() {
     pytest_stage "$dir" "$RESULTS/conformance.xml"
 }
 
+# Every scenario under molecule/ on the main leg; on another leg only 'default' (the
+# role on each Debian release), which is what a controller version can change.
 stage_molecule() {
     local p=0 f=0 name dir xml rc tp tf
     if ! compgen -G "$ROOT/molecule/*/molecule.yml" >/dev/null; then
         say "molecule: no scenario under molecule/ yet: skipped"
         record 0 0 1; return
     fi
-    "$SETUP" venv docker image collections
+    "$SETUP" venv docker image:all collections
     for dir in "$PLACED"/molecule/*/; do
         name="$(basename "$dir")"
         [ -f "$dir/molecule.yml" ] || continue
-        say "molecule test -s $name (image $IMAGE)"
-        xml="$RESULTS/molecule-$name.xml"
+        [ -z "$LEG" ] || [ "$name" = default ] || continue
+        say "molecule test -s $name (ansible-core $CORE; images $SIPEDGE_MOLECULE_IMAGE, $SIPEDGE_MOLECULE_IMAGE_TRIXIE)"
+        xml="$RESULTS/molecule$LEG-$name.xml"
         rm -f "$xml"
+        # Molecule keeps a scenario's state and its interpolated molecule.yml (the platforms
+        # its playbooks create) in ~/.ansible/tmp/molecule.<hash of the folder name>.<scenario>,
+        # the same folder for every checkout of this collection (all named sip_edge): two
+        # checkouts running a scenario at once would create each other's containers. Each
+        # checkout keeps its own, in .cache/molecule-ephemeral/.
         # The testinfra verifier is pytest: its JUnit file gives the counts.
-        if (cd "$PLACED" && PYTEST_ADDOPTS="--junitxml=$xml" molecule test -s "$name"); then rc=0; else rc=1; fi
+        if (cd "$PLACED" && MOLECULE_EPHEMERAL_DIRECTORY="$BUILD/molecule-ephemeral/$name" \
+            PYTEST_ADDOPTS="--junitxml=$xml" molecule test -s "$name"); then rc=0; else rc=1; fi
         read -r tp tf _ < <(if [ -s "$xml" ]; then junit "$xml"; else echo 0 0 0; fi)
         # The scenario itself counts once when its verifier did not run or did not fail.
         if [ "$rc" -ne 0 ]; then
@@ -143,8 +154,10 @@ stage_molecule() {
     record "$p" "$f" 0
 }
 
-case "$STAGE" in
-    lint | sanity | units | integration | molecule) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
-    router-test | conformance) rm -f "$COUNTS"; "stage_$STAGE" ;;
+case "$LEG:$STAGE" in
+    *:sanity | *:units | *:integration | *:molecule) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
+    -*) die "stage $STAGE runs on the main controller leg only (ansible-core 2.19), not with SIPEDGE_CORE=$CORE" ;;
+    :lint) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
+    :router-test | :conformance) rm -f "$COUNTS"; "stage_$STAGE" ;;
     *) die "usage: scripts/stage.sh lint|sanity|units|integration|router-test|conformance|molecule" ;;
 esac

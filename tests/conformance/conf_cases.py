@@ -3,14 +3,14 @@
 Each case is a function ``case(ctx)`` that sends requests through ``ctx`` (one step per
 datagram); the outcome is the list of step observations (conf_harness.Ctx._observe).
 ``CASES`` maps name -> (stage, description, function).  Stages follow the seed's
-pipeline (sip-spec-notes §1): C1 maxfwd, C2 sanity, C3 scanner, C4 in-dialog,
+pipeline (docs/sip-spec-notes.md §1): C1 maxfwd, C2 sanity, C3 scanner, C4 in-dialog,
 C5 methods, C6 domain, C7/C8 dispatcher + relay, TX transaction behaviour.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from conf_sip import Msg, Req
+from testsupport.sip import Msg, Req
 
 CASES: dict[str, tuple[str, str, Callable]] = {}
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable
 
-from conf_sip import Msg, Req, params, response_for, uri_of
+from testsupport.sip import Msg, Req, new_id, params, response_for, uri_of
 
 QUIET = 0.30        # s without a relevant packet = the step is over ("silence")
 MAX_STEP = 3.0      # s, upper bound of one step
@@ -59,6 +59,21 @@ class Net:
         self.sel.register(s, selectors.EVENT_READ, None)
         self._wake_w.send(b"x")
         return s
+
+    def watch(self, start: int, time_left: Callable[[], float]):
+        """Yield the events recorded from index ``start`` on, as they arrive, until
+        ``time_left()`` (seconds still to wait, from what the caller has seen) is <= 0."""
+        idx = start
+        while True:
+            with self.lock:
+                timeout = time_left()
+                if timeout <= 0:
+                    return
+                if idx >= len(self.events):
+                    self.lock.wait(timeout)
+                new = self.events[idx:]
+                idx = len(self.events)
+            yield from new
 
     def close(self) -> None:
         self._stop = True
@@ -322,12 +337,12 @@ class Ctx:
 
     def new_call_id(self) -> str:
         self._n += 1
-        cid = f"{self.case}-{self._n}-{new_hex(8)}@conformance.invalid"
+        cid = f"{self.case}-{self._n}-{new_id()[:8]}@conformance.invalid"
         self.call_ids.add(cid)
         return cid
 
     def new_branch(self) -> str:
-        b = "z9hG4bK" + new_hex(16)
+        b = new_id("z9hG4bK")
         self.branches.add(b)
         return b
 
@@ -344,7 +359,7 @@ class Ctx:
         self.call_ids.add(call_id)
         via = f"SIP/2.0/UDP {via_host or c.addr}:{c.port};branch={branch}" + (";rport" if rport else "")
         h = [("Via", via), ("Max-Forwards", "70"),
-             ("From", f"<sip:alice@{domain}>;tag={from_tag or 'ft' + new_hex(8)}"),
+             ("From", f"<sip:alice@{domain}>;tag={from_tag or 'ft' + new_id()[:8]}"),
              ("To", to or f"<{ruri}>"),
              ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"),
              ("Contact", f"<sip:alice@{c.addr}:{c.port}>")]
@@ -428,37 +443,28 @@ class Ctx:
 
     def _settle(self, start_idx: int, t0: float, final: bool, window: float | None,
                 forwarded: bool = False) -> list[Event]:
-        net = self.lane.net
         end_hard = t0 + (window if window is not None else MAX_STEP)
         last = t0
         got_final_at = None
         seen: list[Event] = []
-        idx = start_idx
-        while True:
-            with net.lock:
-                now = time.monotonic()
-                if window is not None:
-                    timeout = end_hard - now
-                elif got_final_at is not None:
-                    timeout = min(got_final_at + AFTER_FINAL, end_hard) - now
-                else:
-                    timeout = min(last + QUIET, end_hard) - now
-                if timeout <= 0:
-                    break
-                if idx >= len(net.events):
-                    net.lock.wait(timeout)
-                new = net.events[idx:]
-                idx = len(net.events)
-            for e in new:
-                if self._relevant(e):
-                    seen.append(e)
-                    last = e.t
-                    if forwarded and e.where != "client" and got_final_at is None:
+
+        def time_left() -> float:
+            if window is not None:
+                return end_hard - time.monotonic()
+            if got_final_at is not None:
+                return min(got_final_at + AFTER_FINAL, end_hard) - time.monotonic()
+            return min(last + QUIET, end_hard) - time.monotonic()
+
+        for e in self.lane.net.watch(start_idx, time_left):
+            if self._relevant(e):
+                seen.append(e)
+                last = e.t
+                if forwarded and e.where != "client" and got_final_at is None:
+                    got_final_at = e.t
+                if final and e.sock_id == self.client.sock.fileno():
+                    m = Msg(e.data)
+                    if m.code is not None and m.code >= 200:
                         got_final_at = e.t
-                    if final and e.sock_id == self.client.sock.fileno():
-                        m = Msg(e.data)
-                        if m.code is not None and m.code >= 200:
-                            got_final_at = e.t
         return seen
 
     def _observe(self, label: str, replies: list[Msg], fwd: list[Event], count: bool) -> dict:
@@ -514,8 +520,3 @@ def _is_ping(m: Msg) -> bool:
 def _label(data: bytes) -> str:
     first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     return first.split(" ", 1)[0] if first else "(empty)"
-
-
-def new_hex(n: int) -> str:
-    import uuid
-    return uuid.uuid4().hex[:n]

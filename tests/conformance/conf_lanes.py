@@ -8,13 +8,7 @@ Router ports are free ports picked at start; backends bind port 0.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,11 +16,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 REPO = TESTS.parent
-for p in (str(HERE), str(TESTS)):
+for p in (str(HERE), str(TESTS), str(REPO / "files" / "sipedge")):   # the last: testsupport
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from kamailio.reference import Kamailio, prepare_db, _probe  # noqa: E402
+from kamailio.reference import Kamailio, prepare_db  # noqa: E402
+from testsupport.edge import Sipedge  # noqa: E402
+from testsupport.net import free_udp_port  # noqa: E402
 
 import conf_routing  # noqa: E402
 from conf_cases import CASES  # noqa: E402
@@ -36,111 +32,12 @@ REF = dict(router="127.43.75.10", router8="127.43.75.12", client="127.43.75.11",
 SUB = dict(router="127.43.75.20", client="127.43.75.21", backends="127.43.77")
 
 
-def free_port(addr: str) -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 def _resolver(lane: Lane):
     def resolve(name: str) -> str:
         if name.startswith("dead:"):
             return lane.dead_uri(int(name.split(":")[1]))
         return lane.backends[name].uri
     return resolve
-
-
-# ------------------------------------------------------------------ sipedge command
-
-def sipedge_command() -> tuple[list[str], dict] | None:
-    """How to run sipedge here: $SIPEDGE_CMD, the repo's .venv, PATH, or the source tree."""
-    env = dict(os.environ)
-    if os.environ.get("SIPEDGE_CMD"):
-        return os.environ["SIPEDGE_CMD"].split(), env
-    venv = REPO / ".venv" / "bin" / "sipedge"
-    if venv.exists():
-        return [str(venv)], env
-    src = REPO / "files" / "sipedge" / "src"
-    if (src / "sipedge" / "__main__.py").exists() or (src / "sipedge" / "cli.py").exists():
-        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "sipedge"], env
-    found = shutil.which("sipedge")
-    if found:
-        return [found], env
-    return None
-
-
-class SipedgeProc:
-    def __init__(self, cmd, env, config: Path, workdir: Path, addr: str, port: int):
-        self.cmd, self.env, self.config, self.addr, self.port = cmd, env, config, addr, port
-        self.log_path = workdir / "sipedge.log"
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    def start(self, timeout: float = 10.0) -> "SipedgeProc":
-        r = subprocess.run([*self.cmd, "check-config", str(self.config)], env=self.env,
-                           capture_output=True, text=True, timeout=60, check=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"sipedge check-config failed: {r.stdout}{r.stderr}")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*self.cmd, "run", "--config", str(self.config)],
-                                     env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sipedge exited with {self.proc.returncode}:\n"
-                                   + self.log_text()[-3000:])
-            if _probe(self.addr, self.port, 0.2):
-                return self
-        self.stop()
-        raise RuntimeError("sipedge did not answer within %s s:\n%s" % (timeout, self.log_text()[-3000:]))
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        p, self.proc = self.proc, None
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-
-SIPEDGE_TOML = """\
-[sip]
-listen = ["udp:{addr}:{port}"]
-drain_timeout = 0
-
-[dispatcher]
-set_algorithms = {{ {alg8} }}
-# The seed has no failure_route: compared with it, sipedge answers as it does.
-failover = false
-
-[database]
-path = "{db}"
-
-[log]
-level = "info"
-
-[control]
-socket = "{control}"
-"""
 
 
 # ------------------------------------------------------------------ lanes
@@ -152,7 +49,7 @@ class Setup:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kams: list[Kamailio] = []
-        self.sipedge: SipedgeProc | None = None
+        self.sipedge: Sipedge | None = None
         self.ref: Lane | None = None
         self.sub: Lane | None = None
         try:
@@ -171,8 +68,8 @@ class Setup:
             db.unlink()
         conf_routing.create_seed_db(db, _resolver(lane))
         prepare_db(db)
-        k = Kamailio(REF["router"], free_port(REF["router"]), db, self.workdir, name="kamailio")
-        k8 = Kamailio(REF["router8"], free_port(REF["router8"]), db, self.workdir,
+        k = Kamailio(REF["router"], free_udp_port(REF["router"]), db, self.workdir, name="kamailio")
+        k8 = Kamailio(REF["router8"], free_udp_port(REF["router8"]), db, self.workdir,
                       name="kamailio-alg8", algorithm=8)
         for inst in (k, k8):
             self.kams.append(inst)
@@ -181,25 +78,16 @@ class Setup:
         lane.add_router("alg8", Router(k8.listen_addr, k8.listen_port))
 
     def _start_subject(self) -> None:
-        found = sipedge_command()
-        if found is None:
-            raise RuntimeError("sipedge is not available (no .venv/bin/sipedge, no "
-                               "files/sipedge/src/sipedge/__main__.py, nothing on PATH)")
-        cmd, env = found
         lane = Lane("sipedge", SUB["client"], SUB["backends"], conf_routing.BACKENDS)
         self.sub = lane
-        db = self.workdir / "sipedge-routing.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        conf_routing.create_sipedge_db(db, cmd, _resolver(lane), env)
-        port = free_port(SUB["router"])
-        cfg = self.workdir / "sipedge.toml"
-        alg8 = ", ".join(f'"{s}" = 8' for s in conf_routing.ALG8_SETS)
-        self.control = self.workdir / "ctl.sock"
-        self.sipedge_cmd, self.sipedge_env = cmd, env
-        cfg.write_text(SIPEDGE_TOML.format(addr=SUB["router"], port=port, db=db, alg8=alg8, control=self.control))
-        self.sipedge = SipedgeProc(cmd, env, cfg, self.workdir, SUB["router"], port).start()
-        r = Router(SUB["router"], port)
+        domains, destinations = conf_routing.rows(_resolver(lane))
+        alg8 = {str(s): 8 for s in conf_routing.ALG8_SETS}
+        # The seed has no failure_route: compared with it, sipedge answers as it does.
+        self.sipedge = Sipedge(self.workdir, SUB["router"], domains=domains, destinations=destinations,
+                               settings={"dispatcher": {"set_algorithms": alg8, "failover": False},
+                                         "log": {"level": "info"}})
+        self.sipedge.start()
+        r = Router(SUB["router"], self.sipedge.port)
         lane.add_router("main", r)
         lane.add_router("alg8", r)
 

@@ -10,9 +10,10 @@ ever resolves a domain, and every destination is an IP address.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Callable
+
+from testsupport import routing
 
 # (domain, setid, enabled, comment)
 DOMAINS = [
@@ -63,28 +64,8 @@ def rows(resolve: Callable[[str], str]) -> tuple[list[tuple], list[tuple]]:
 
 
 def fill(db: Path, resolve: Callable[[str], str]) -> None:
-    dom, dst = rows(resolve)
-    con = sqlite3.connect(str(db))
-    try:
-        con.execute("DELETE FROM sip_domains")
-        con.execute("DELETE FROM dispatcher")
-        con.executemany("INSERT INTO sip_domains (domain, dispatcher_setid, enabled, comment) "
-                        "VALUES (?, ?, ?, ?)", dom)
-        con.executemany("INSERT INTO dispatcher (setid, destination, flags, priority) "
-                        "VALUES (?, ?, ?, ?)", dst)
-        con.commit()
-    finally:
-        con.close()
-
-
-def create_sipedge_db(db: Path, sipedge_cmd: list[str], resolve: Callable[[str], str],
-                      env: dict | None = None) -> None:
-    """`sipedge db init --db PATH`, then the rows."""
-    r = subprocess.run([*sipedge_cmd, "db", "init", "--db", str(db)], env=env,
-                       capture_output=True, text=True, timeout=60, check=False)
-    if r.returncode != 0:
-        raise RuntimeError(f"sipedge db init failed ({r.returncode}): {r.stderr or r.stdout}")
-    fill(db, resolve)
+    """The rows above, in place of whatever the tables held."""
+    routing.fill(db, *rows(resolve), replace=True)
 
 
 def create_seed_db(db: Path, resolve: Callable[[str], str]) -> None:

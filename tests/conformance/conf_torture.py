@@ -18,9 +18,9 @@ from conf_harness import QUIET, Lane, Msg
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 
 # Messages that would make Kamailio resolve a name if sent to it: an in-dialog request
-# whose Route names a host (Kamailio relays to it, sip-spec-notes §6.3 wsinv).  The
+# whose Route names a host (Kamailio relays to it, docs/sip-spec-notes.md §6.3 wsinv).  The
 # network rule forbids that, so the reference is not asked; its outcome is the one
-# predicted in sip-spec-notes §6.3 and is marked as such.
+# predicted in docs/sip-spec-notes.md §6.3 and is marked as such.
 NOT_FOR_KAMAILIO = {
     "wsinv": "would relay to services.example.com (needs DNS)",
     # Kamailio 5.6 tries to relay this response to its second Via, 255.255.255.255
@@ -74,25 +74,13 @@ class TortureClient:
 
 def _collect(lane: Lane, start: int, fds: set[int], call_id: bytes | None,
              quiet: float = QUIET, hard: float = 2.0) -> list:
-    net = lane.net
     t0 = time.monotonic()
     last = t0
     seen = []
-    idx = start
-    while True:
-        with net.lock:
-            now = time.monotonic()
-            timeout = min(last + quiet, t0 + hard) - now
-            if timeout <= 0:
-                break
-            if idx >= len(net.events):
-                net.lock.wait(timeout)
-            new = net.events[idx:]
-            idx = len(net.events)
-        for e in new:
-            if e.sock_id in fds or (e.where == "torture" and call_id and call_id in e.data):
-                seen.append(e)
-                last = e.t
+    for e in lane.net.watch(start, lambda: min(last + quiet, t0 + hard) - time.monotonic()):
+        if e.sock_id in fds or (e.where == "torture" and call_id and call_id in e.data):
+            seen.append(e)
+            last = e.t
     return seen
 
 

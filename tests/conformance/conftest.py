@@ -7,26 +7,24 @@ Set CONFORMANCE_KEEP=1 to keep the work dir (configs, DBs, router logs).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for p in (str(HERE), str(HERE.parent)):
+for p in (str(HERE), str(HERE.parent), str(HERE.parents[1] / "files" / "sipedge")):   # the last: testsupport
     if p not in sys.path:
         sys.path.insert(0, p)
 
 import conf_torture  # noqa: E402
 from conf_compare import summary  # noqa: E402
 from conf_lanes import Setup, run_both  # noqa: E402
+from testsupport import procs  # noqa: E402
 
 _REPORT: dict = {}
 
@@ -75,30 +73,21 @@ def _transactions_drained(setup, limit: float = 45.0) -> dict:
     """sipedge's own count (`sipedge ctl stats`) once its transactions are gone, or
     the last count when they are still there after ``limit`` seconds (a finished
     transaction lingers 5 s; a negative INVITE reply waits up to fr_timer for its ACK)."""
-    end = time.monotonic() + limit
-    stats: dict = {}
-    while time.monotonic() < end:
-        r = subprocess.run([*setup.sipedge_cmd, "ctl", "--socket", str(setup.control), "--json", "stats"],
-                           env=setup.sipedge_env, capture_output=True, text=True, timeout=20, check=False)
-        if r.returncode == 0:
-            stats = json.loads(r.stdout)
-            if stats["server_transactions"] == 0 and stats["client_transactions"] == 0:
-                return stats
-        time.sleep(0.5)
-    return stats
+    last: dict = {}
+
+    def drained() -> bool:
+        try:
+            last.update(setup.sipedge.ctl("stats"))
+        except RuntimeError:   # no answer this time: ask again
+            return False
+        return last.get("server_transactions") == 0 and last.get("client_transactions") == 0
+    procs.poll(drained, limit, interval=0.5)
+    return last
 
 
 def _proc_facts(pid: int) -> dict:
-    facts = {}
-    try:
-        facts["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("Threads:", "VmRSS:")):
-                k, v = line.split(":", 1)
-                facts[k] = v.strip()
-    except OSError:
-        pass
-    return facts
+    f = procs.facts(pid)
+    return {"fds": f.get("fds"), "Threads": f.get("threads"), "VmRSS": f.get("rss_kb")} if f else {}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

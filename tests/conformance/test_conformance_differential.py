@@ -34,7 +34,7 @@ def test_allowlist_names_real_cases():
 
 
 def test_reference_answers_like_the_seed(outcomes):
-    """Sanity of the harness itself: a few outcomes of the seed that sip-spec-notes fixes."""
+    """Sanity of the harness itself: a few outcomes of the seed that docs/sip-spec-notes.md fixes."""
     ref = outcomes[0]
     first = {n: ref[n][0] for n in ("mf_0", "mf_missing", "method_message", "all_down",
                                     "dialog_bye_no_route", "sanity_cseq_mismatch")}

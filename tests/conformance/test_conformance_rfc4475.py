@@ -24,7 +24,7 @@ SAME = object()     # sipedge expected to do what the reference does
 # name: (RFC section, class V/I/S, reference outcome, sipedge outcome, why)
 EXPECTED: dict[str, tuple] = {
     "wsinv": ("3.1.1.1", "V", None, "404 Not Here",
-              "parses; To has a tag and the Route names another host: DESIGN Semantics 9 "
+              "parses; To has a tag and the Route names another host: docs/design.md decision 9 "
               "(404, never relayed). Not sent to Kamailio, which would relay it and resolve "
               "services.example.com"),
     "intmeth": ("3.1.1.2", "V", "drop", "405 Method Not Allowed",
@@ -40,7 +40,7 @@ EXPECTED: dict[str, tuple] = {
     "longreq": ("3.1.1.7", "V", INV, SAME, "long values relayed"),
     "dblreq": ("3.1.1.8", "V", "400 Content-Length mis-match", SAME,
                "RFC: ignore the trailing octets; the seed's sanity compares Content-Length with "
-               "the whole datagram (sip-spec-notes §6.3, §8.7: parity kept)"),
+               "the whole datagram (docs/sip-spec-notes.md §6.3, §8.7: parity kept)"),
     "semiuri": ("3.1.1.9", "V", OPT, SAME, "';' in the user part: host is example.com, relayed"),
     "transports": ("3.1.1.10", "V", OPT, SAME, "unknown transports in lower Vias are fine"),
     "mpart01": ("3.1.1.11", "V", "405 Method Not Allowed", SAME, "MESSAGE is not allowed"),
@@ -68,11 +68,11 @@ EXPECTED: dict[str, tuple] = {
     "mismatch02": ("3.1.2.18", "I", "400 CSeq method does not match request method", SAME, "400"),
     "bigcode": ("3.1.2.19", "I", "drop", SAME, "a response: dropped"),
     "badbranch": ("3.2.1", "S", OPT, SAME, "branch 'z9hG4bK' alone: accepted and relayed"),
-    "insuf": ("3.3.1", "S", "drop", SAME, "missing To/From/Call-ID: silently dropped (sip-spec-notes §8.7)"),
-    "unkscm": ("3.3.2", "S", "400 Bad Request URI", SAME, "RFC 416; the seed says 400 (sip-spec-notes §8.7)"),
+    "insuf": ("3.3.1", "S", "drop", SAME, "missing To/From/Call-ID: silently dropped (docs/sip-spec-notes.md §8.7)"),
+    "unkscm": ("3.3.2", "S", "400 Bad Request URI", SAME, "RFC 416; the seed says 400 (docs/sip-spec-notes.md §8.7)"),
     "novelsc": ("3.3.3", "S", "400 Bad Request URI", SAME, "RFC 416; the seed says 400"),
     "unksm2": ("3.3.4", "S", "400 Invalid From Header", SAME, "From is an http: URI: 400 (uri check 2)"),
-    "bext01": ("3.3.5", "S", OPT, SAME, "RFC: 420; the seed does not check Proxy-Require (sip-spec-notes §8.7)"),
+    "bext01": ("3.3.5", "S", OPT, SAME, "RFC: 420; the seed does not check Proxy-Require (docs/sip-spec-notes.md §8.7)"),
     "invut": ("3.3.6", "S", INV, SAME, "a proxy relays unknown bodies"),
     "regaut01": ("3.3.7", "S", REG, SAME, "a proxy relays unknown auth schemes"),
     "multi01": ("3.3.8", "S", "drop", SAME, "duplicate CSeq/Call-ID/To/From: silent drop (sanity)"),

@@ -1,9 +1,9 @@
 """Kamailio 5.6 running the seed configuration: the reference router for tests.
 
 The seed's configuration text is kept verbatim in ``seed_cfg.SEED_TEXT`` (copied byte
-for byte from the ```kamailio block of reference/seed-sip-router-notes.md; a .py file
+for byte from the ```kamailio block of the seed's notes, see seed_cfg.py; a .py file
 because ansible-test's sanity rejects the "#!KAMAILIO" first line in a text file).  Kamailio
-cannot run it as written (sip-spec-notes §0.2), so :func:`render_config` applies a
+cannot run it as written (docs/sip-spec-notes.md §0.2), so :func:`render_config` applies a
 short list of named substitutions to that text.  Each substitution names the exact
 anchor text it replaces and how many times it must occur; a missing anchor raises
 :class:`SubstitutionError`, so the reference cannot silently drift from the seed.
@@ -55,7 +55,7 @@ except ImportError:  # imported as a top-level module (tests/kamailio on sys.pat
 KAMAILIO_BIN = os.environ.get("KAMAILIO_BIN", "/usr/sbin/kamailio")
 MODULES_DIR = os.environ.get("KAMAILIO_MODULES", "/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
-# The seed's schema (seed-sip-router-notes.md "Database Layout"), for a DB built
+# The seed's schema ("Database Layout" of the seed's notes; docs/design.md "Data"), for a DB built
 # without the sipedge tooling.  CREATE ... IF NOT EXISTS so it is harmless on a
 # DB that sipedge already created.
 SEED_SCHEMA_SQL = """
@@ -85,7 +85,7 @@ class SubstitutionError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Substitution:
     name: str
-    reason: str          # why Kamailio needs it; points at sip-spec-notes
+    reason: str          # why Kamailio needs it; points at docs/sip-spec-notes.md
     anchor: str          # exact text of the seed that is replaced
     replacement: str     # may contain {placeholders} filled by render_config
     count: int = 1       # how many times the anchor must occur
@@ -106,7 +106,7 @@ class Substitution:
 SUBSTITUTIONS: tuple[Substitution, ...] = (
     Substitution(
         "listen",
-        "run on a loopback test address instead of udp:0.0.0.0:5060 (sip-spec-notes §0.2#7: "
+        "run on a loopback test address instead of udp:0.0.0.0:5060 (docs/sip-spec-notes.md §0.2#7: "
         "a wildcard socket puts 0.0.0.0 in Via/Record-Route); auto_aliases=no keeps Kamailio "
         "from reverse-resolving the address (tests must not use DNS); mpath names the module dir",
         "listen=udp:0.0.0.0:5060\n",
@@ -121,33 +121,33 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
     ),
     Substitution(
         "scanner_regex",
-        "sip-spec-notes §0.2#1: `(?i)` is PCRE; POSIX regcomp rejects it and Kamailio does not "
+        "docs/sip-spec-notes.md §0.2#1: `(?i)` is PCRE; POSIX regcomp rejects it and Kamailio does not "
         "start. `=~` is already case-insensitive (REG_ICASE), so the intent is the bare alternation",
         '$ua =~ "(?i)sipvicious|friendly-scanner|sipcli|nmap"',
         '$ua =~ "sipvicious|friendly-scanner|sipcli|nmap"',
     ),
     Substitution(
         "sql_query_result",
-        "sip-spec-notes §0.2#2-3: sql_query() needs a result name to keep rows, and returns true "
+        "docs/sip-spec-notes.md §0.2#2-3: sql_query() needs a result name to keep rows, and returns true "
         "for 0 rows; the intent is 'no enabled row -> blocked' (empty-result guard)",
         "WHERE domain='$var(domain)' AND enabled=1\")) {",
         "WHERE domain='$var(domain)' AND enabled=1\", \"ra\") || $dbr(ra=>rows) == 0) {",
     ),
     Substitution(
         "sql_result",
-        "sip-spec-notes §0.2#2: sql_result() does not exist in sqlops; read the value with $dbr",
+        "docs/sip-spec-notes.md §0.2#2: sql_result() does not exist in sqlops; read the value with $dbr",
         'sql_result("cb", "dispatcher_setid", "$var(setid)");',
         "$var(setid) = $dbr(ra=>[0,0]);",
     ),
     Substitution(
         "fr_timer_ms",
-        "sip-spec-notes §0.1#12: tm timers are in milliseconds; 5 means 5 s",
+        "docs/sip-spec-notes.md §0.1#12: tm timers are in milliseconds; 5 means 5 s",
         'modparam("tm", "fr_timer", 5)\n',
         'modparam("tm", "fr_timer", 5000)\n',
     ),
     Substitution(
         "fr_inv_timer_ms",
-        "sip-spec-notes §0.1#12: tm timers are in milliseconds; 30 means 30 s",
+        "docs/sip-spec-notes.md §0.1#12: tm timers are in milliseconds; 30 means 30 s",
         'modparam("tm", "fr_inv_timer", 30)\n',
         'modparam("tm", "fr_inv_timer", 30000)\n',
     ),
@@ -156,7 +156,7 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
 # Applied only when asked for.
 PROBING_MODE = Substitution(
     "probing_mode",
-    "sip-spec-notes §0.1#7/§2.9: with ds_probing_mode 0 and flags 0 nothing is ever pinged; "
+    "docs/sip-spec-notes.md §0.1#7/§2.9: with ds_probing_mode 0 and flags 0 nothing is ever pinged; "
     "health checks need mode 1 (only where a test exercises health checking)",
     'modparam("dispatcher", "ds_ping_interval", 30)\n',
     'modparam("dispatcher", "ds_ping_interval", {ping_interval})\n'
@@ -207,7 +207,7 @@ def prepare_db(db_path: str | os.PathLike, src: str | os.PathLike | None = None)
     copied consistently); otherwise the file is used or created as it is.  The seed's
     tables are created if missing, the journal mode is set to DELETE (Kamailio opens
     the file read-mostly from several processes), and the `version` table gets
-    ``dispatcher=4`` (5 columns; sip-spec-notes §0.2#6).
+    ``dispatcher=4`` (5 columns; docs/sip-spec-notes.md §0.2#6).
     """
     db_path = Path(db_path)
     if src is not None:

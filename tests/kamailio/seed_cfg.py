@@ -1,7 +1,9 @@
 """The seed's Kamailio configuration, verbatim.
 
-SEED_TEXT is the ```kamailio block of reference/seed-sip-router-notes.md, byte for byte
-(test_conformance_reference.py proves it). It lives in a Python string rather than in a
+SEED_TEXT is the ```kamailio block of the seed's notes, byte for byte. Those notes are
+the team's shared reference/seed-sip-router-notes.md, outside this repository: this copy
+is what the repository relies on, and test_conformance_reference.py compares the two as
+an optional cross-check, only where the notes are at hand (it skips otherwise). It lives in a Python string rather than in a
 seed.cfg file because its first line is the shebang-like "#!KAMAILIO", which
 ansible-test's shebang sanity check rejects in any text file of the collection (and the
 project keeps no sanity ignore files). reference.write_seed_cfg() writes it out.

@@ -38,8 +38,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -51,8 +49,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent                      # files/sipedge
 REPO = PROJECT.parent.parent               # collection root
+sys.path.insert(0, str(PROJECT))           # the test support package (files/sipedge/testsupport)
+
+from testsupport import procs, routing  # noqa: E402
+from testsupport.procs import session_pids  # noqa: E402
+from testsupport.edge import Sipedge, sipedge_command  # noqa: E402
+from testsupport.net import udp_free, wait_udp_bound  # noqa: E402
+
 SCENARIOS = PROJECT / "tests" / "e2e" / "scenarios"
 UAC_XML = SCENARIOS / "uac_call.xml"
+UAC_SHED_XML = SCENARIOS / "uac_call_or_503.xml"  # the overload steps: a 503 is an outcome of its own
+OVERLOAD = (1.25, 1.5)                              # overload steps, times the highest good rate
 UAS_XML = SCENARIOS / "uas_answer.xml"
 DOMAIN = "bench.invalid"                   # RFC 2606: never resolvable; looked up in the DB only
 SETID = 10
@@ -84,23 +91,12 @@ class Procs:
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, cmd: list[str], logfile: Path, **kw) -> subprocess.Popen:
-        out = open(logfile, "wb")
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-        out.close()
+        p = procs.start(cmd, logfile, **kw)
         self.procs.append((name, p))
         return p
 
     def stop(self, p: subprocess.Popen, grace: float = 5.0) -> None:
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(grace)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            except ProcessLookupError:
-                pass
+        procs.stop(p, grace)
         self.procs = [(n, q) for n, q in self.procs if q is not p]
 
     def stop_all(self) -> None:
@@ -111,49 +107,7 @@ class Procs:
 PROCS = Procs()
 
 
-def udp_free(addr: str, port: int) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((addr, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def wait_bound(addr: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
-    """Wait until something holds UDP addr:port (read from /proc/net/udp)."""
-    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(addr), "little"), port)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args[0]} exited with {proc.returncode}")
-        with open("/proc/net/udp") as f:
-            if any(line.split()[1] == want for line in f.readlines()[1:]):
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on udp {addr}:{port} after {timeout} s")
-
-
 # --------------------------------------------------------------------------- /proc
-
-def session_pids(sid: int) -> list[int]:
-    """PIDs of the processes in session ``sid`` (the router and its children)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:           # field 6: session id
-            pids.append(int(d))
-    return pids
-
 
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
@@ -253,7 +207,7 @@ def start_uas(name: str, addr: str, port: int, workdir: Path) -> subprocess.Pope
            *TOLERANT,
            "-trace_err", "-error_file", str(workdir / f"{name}_errors.log")]
     p = PROCS.start(name, cmd, workdir / f"{name}.out")
-    wait_bound(addr, port, p, 5)
+    wait_udp_bound(addr, port, p, 5, f"SIPp UAS {name}")
     return p
 
 
@@ -289,10 +243,14 @@ class Step:
     mem_mb: float = 0.0       # router's summed PSS at the end of the step
     passed: bool = False
     note: str = ""
+    queue_ms: float = float("nan")  # sipedge: the longest a datagram waited in a receive queue
+    shed: int = 0             # calls answered 503 (overload steps)
+    shed_fast: int = 0        # of which within 100 ms
+    goodput: float = 0.0      # calls completed per second of offered load
 
 
 def run_uacs(edge: tuple[str, int], uacs: list[tuple[str, int]], rate: int, calls: int,
-             timeout_s: int, workdir: Path, tag: str) -> list[list[dict]]:
+             timeout_s: int, workdir: Path, tag: str, scenario: Path = UAC_XML) -> list[list[dict]]:
     """Run one SIPp UAC per address in ``uacs`` at the same time, sharing ``rate``
     and ``calls``; wait for all; return each one's statistics rows."""
     runs = []
@@ -301,7 +259,7 @@ def run_uacs(edge: tuple[str, int], uacs: list[tuple[str, int]], rate: int, call
         share_r = rate / len(uacs)
         share_m = calls // len(uacs) + (1 if i < calls % len(uacs) else 0)
         stf = workdir / f"{name}.csv"
-        cmd = [sipp_bin(), "-sf", str(UAC_XML), "-key", "domain", DOMAIN, "-s", "bench",
+        cmd = [sipp_bin(), "-sf", str(scenario), "-key", "domain", DOMAIN, "-s", "bench",
                "-i", uac[0], "-p", str(uac[1]), f"{edge[0]}:{edge[1]}",
                "-r", f"{share_r:g}", "-m", str(share_m),
                "-timeout", f"{timeout_s}s", "-timeout_error",
@@ -367,28 +325,12 @@ def creation_rate(rows: list[dict]) -> float:
 # --------------------------------------------------------------------------- routers
 
 def sipedge_cmd(arg: str | None) -> list[str]:
-    if arg:
-        return arg.split()
-    exe = Path(sys.executable).with_name("sipedge")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("sipedge")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "sipedge"]
+    return arg.split() if arg else sipedge_command()[0]
 
 
-def fill_routes(db: Path, backends: list[tuple[str, int]]) -> None:
-    con = sqlite3.connect(str(db))
-    try:
-        con.execute("INSERT INTO sip_domains (domain, dispatcher_setid, enabled) VALUES (?, ?, 1)",
-                    (DOMAIN, SETID))
-        for ip, port in backends:
-            con.execute("INSERT INTO dispatcher (setid, destination, flags, priority) "
-                        "VALUES (?, ?, 0, 0)", (SETID, f"sip:{ip}:{port}"))
-        con.commit()
-    finally:
-        con.close()
+def route_rows(backends: list[tuple[str, int]]) -> tuple[list, list]:
+    """The one domain and its set of backends, as routing rows."""
+    return [(DOMAIN, SETID, 1)], [(SETID, f"sip:{ip}:{port}", 0, 0) for ip, port in backends]
 
 
 class SipedgeRouter:
@@ -396,30 +338,25 @@ class SipedgeRouter:
 
     def __init__(self, cmd: list[str], edge: tuple[str, int], workdir: Path,
                  backends: list[tuple[str, int]], log_level: str | None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, settings: dict | None = None) -> None:
         self.cmd, self.edge, self.workdir, self.backends = cmd, edge, workdir, backends
-        self.log_level, self.workers = log_level, workers
+        self.log_level, self.workers, self.settings = log_level, workers, settings or {}
         self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "sipedge.log"
 
     def start(self) -> int:
-        db = self.workdir / "routing.db"
-        r = subprocess.run([*self.cmd, "db", "init", "--db", str(db)], capture_output=True, check=False,
-                           text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"sipedge db init failed: {r.stderr or r.stdout}")
-        fill_routes(db, self.backends)
-        cfg = self.workdir / "sipedge.toml"
-        text = f'[sip]\nlisten = ["udp:{self.edge[0]}:{self.edge[1]}"]\n'
+        settings: dict = {section: dict(keys) for section, keys in self.settings.items()}
         if self.workers:
-            text += f"workers = {self.workers}\n"
-        text += f'\n[database]\npath = "{db}"\n'
-
+            settings.setdefault("sip", {})["workers"] = self.workers
         if self.log_level:
-            text += f'\n[log]\nlevel = "{self.log_level}"\n'
-        cfg.write_text(text)
-        self.proc = PROCS.start("sipedge", [*self.cmd, "run", "--config", str(cfg)],
-                                self.workdir / "sipedge.log")
-        wait_bound(*self.edge, self.proc, 15)
+            settings.setdefault("log", {})["level"] = self.log_level
+        domains, destinations = route_rows(self.backends)
+        edge = self.sipedge = Sipedge(self.workdir, *self.edge, settings=settings, domains=domains,
+                                      destinations=destinations, command=self.cmd).start(timeout=15)
+        # started in a session of its own; stopped by its PID in stop()
+        self.proc = edge.proc
+        PROCS.procs.append(("sipedge", self.proc))
+        self.log_path = edge.log_path
         return self.proc.pid
 
     def stop(self) -> None:
@@ -430,9 +367,16 @@ class SipedgeRouter:
     def dead(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
 
+    def queue_ms(self) -> float:
+        """The longest queue wait of a datagram since the last call (ctl stats resets it)."""
+        try:
+            return 1000 * self.sipedge.ctl("stats").get("queue_delay_max", float("nan"))
+        except RuntimeError:
+            return float("nan")
+
     def log_tail(self) -> str:
         try:
-            return (self.workdir / "sipedge.log").read_text(errors="replace")[-2000:]
+            return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
 
@@ -454,7 +398,7 @@ class KamailioRouter:
     def start(self) -> int:
         db = self.workdir / "routing.db"
         self._prepare_db(db)
-        fill_routes(db, self.backends)
+        routing.fill(db, *route_rows(self.backends))
         self.k = self._Kamailio(self.edge[0], self.edge[1], db, self.workdir,
                                 shm_mb=self.shm_mb, pkg_mb=16)
         self.k.start(timeout=15)
@@ -471,6 +415,10 @@ class KamailioRouter:
 
     def dead(self) -> bool:
         return self.k is None or self.k.proc is None or self.k.proc.poll() is not None
+
+    @staticmethod
+    def queue_ms() -> float:
+        return float("nan")  # not measured for Kamailio
 
     def log_tail(self) -> str:
         return self.k.log_text()[-2000:] if self.k else ""
@@ -491,16 +439,17 @@ class Result:
     cpu_by_process: list = field(default_factory=list)   # (pid, CPU seconds), whole run
     error: str = ""
     profile: dict = field(default_factory=dict)
+    overload: list[Step] = field(default_factory=list)  # steps above the highest good rate
 
 
 def measure_step(router_pid: int, uas_pids: list[int], edge, uacs, rate: int, duration: float,
-                 workdir: Path, tag: str) -> Step:
+                 workdir: Path, tag: str, scenario: Path = UAC_XML) -> Step:
     calls = max(1, int(rate * duration))
     timeout_s = int(duration) + 10
     pids = session_pids(router_pid)
     c0, u0, t0, h0 = cpu_seconds(pids), cpu_seconds(uas_pids), time.monotonic(), host_jiffies()
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    runs = run_uacs(edge, uacs, rate, calls, timeout_s, workdir, tag)
+    runs = run_uacs(edge, uacs, rate, calls, timeout_s, workdir, tag, scenario)
     k1 = resource.getrusage(resource.RUSAGE_CHILDREN)      # the UACs, now reaped
     c1, u1, t1, h1 = (cpu_seconds(session_pids(router_pid) or pids), cpu_seconds(uas_pids),
                       time.monotonic(), host_jiffies())
@@ -511,8 +460,11 @@ def measure_step(router_pid: int, uas_pids: list[int], edge, uacs, rate: int, du
         return sum(int(r.get(key) or 0) for r in last)
 
     st.calls = total("OutgoingCall(C)")
-    st.ok = total("SuccessfulCall(C)")
-    st.failed = max(st.calls - st.ok, total("FailedCall(C)"))
+    st.shed = total("GenericCounter1(C)")   # a 503 ends a call "successfully" in SIPp's terms
+    st.shed_fast = sum(total("ResponseTimeRepartition2_<%d" % ms) for ms in (10, 20, 50, 100))
+    st.ok = total("SuccessfulCall(C)") - st.shed
+    st.goodput = st.ok / (calls / rate)
+    st.failed = max(st.calls - st.ok - st.shed, total("FailedCall(C)"))
     if st.calls < calls:   # calls never created (timeout) are failures too
         st.failed += calls - st.calls
     st.fail_pct = 100.0 * st.failed / calls
@@ -626,7 +578,7 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
         log(f"  warm-up ok ({warm.ok} calls, {warm.cpu_us_per_call:.0f} us CPU/call)")
         log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'fail%':>6} {'got cps':>8} "
             f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8} {'MB':>5} {'uac%':>5} "
-            f"{'uas%':>5} {'other%':>6}")
+            f"{'uas%':>5} {'other%':>6} {'queue ms':>8}")
         good = 0
         refined = not refine
         todo = list(rates)
@@ -637,6 +589,7 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
                 log(f"  (time budget spent: stopping before {rate} cps)")
                 break
             settle(pid, 20.0 if after_failure else 3.0)
+            router.queue_ms()  # starts a new measurement
             prof = None
             if profile_rate and rate == profile_rate and router.name == "sipedge":
                 prof = py_spy_start(pid, workdir / f"py-spy-{rate}.txt", int(duration))
@@ -650,11 +603,12 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
                 res.profile = summarize_profile(workdir / f"py-spy-{rate}.txt")
             sampler.sample()
             st.mem_mb = sampler.last_pss_kb / 1024
+            st.queue_ms = router.queue_ms()
             res.steps.append(st)
             log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.fail_pct:>6.2f} "
                 f"{st.achieved_cps:>8.1f} {st.retrans:>6} {st.rtt_ms:>7.1f} {st.cpu_pct:>6.1f} "
                 f"{st.cpu_us_per_call:>8.0f} {st.mem_mb:>5.0f} {st.uac_pct:>5.0f} {st.uas_pct:>5.0f} "
-                f"{st.other_pct:>6.0f}  {'ok' if st.passed else 'FAIL ' + st.note}")
+                f"{st.other_pct:>6.0f} {st.queue_ms:>8.1f}  {'ok' if st.passed else 'FAIL ' + st.note}")
             if router.dead():
                 res.error = "router exited during the ramp"
                 log(f"  {res.error}\n{router.log_tail()}")
@@ -668,6 +622,19 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
             if not refined and good and good < mid < rate:
                 todo, refined = [mid], True
         res.best = good
+        for factor in OVERLOAD if good else ():
+            rate = int(good * factor) // 50 * 50
+            settle(pid, 20.0)
+            router.queue_ms()
+            st = measure_step(pid, uas_pids, edge, uacs, rate, duration, workdir, f"over{rate}", UAC_SHED_XML)
+            st.queue_ms = router.queue_ms()
+            res.overload.append(st)
+            log(f"  overload {factor:g}x = {rate} cps: {st.ok} completed, {st.shed} shed with 503 "
+                f"({st.shed_fast} within 100 ms), {st.failed} failed; goodput {st.goodput:.0f} cps "
+                f"({100 * st.goodput / good:.0f}% of {good}); longest queue wait {st.queue_ms:.0f} ms")
+            if router.dead():
+                res.error = "router exited during the overload steps"
+                break
     finally:
         sampler.stop()
         res.nprocs = sampler.nprocs
@@ -677,6 +644,69 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
         res.cpu_by_process = sorted(sampler.cpu_s.items(), key=lambda x: -x[1])
         router.stop()
     return res
+
+
+# --------------------------------------------------------------------------- overhead
+
+class Scraper(threading.Thread):
+    """GET /metrics with credentials every `interval` s, as Prometheus would."""
+
+    def __init__(self, url: str, auth: str, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.url, self.auth, self.interval = url, auth, interval
+        self.stop_event, self.ok = threading.Event(), 0
+
+    def run(self) -> None:
+        import base64  # pylint: disable=import-outside-toplevel
+        import urllib.request  # pylint: disable=import-outside-toplevel
+        header = "Basic " + base64.b64encode(self.auth.encode()).decode()
+        while not self.stop_event.wait(self.interval):
+            request = urllib.request.Request(self.url, headers={"Authorization": header})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    self.ok += answer.status == 200
+            except OSError:
+                pass
+
+
+def overhead(a, backends, uas_pids, base: Path, rate: int, rounds: int = 3) -> None:
+    """CPU per call at a fixed rate, without and with health checks (every
+    destination pinged each second) and /metrics scraped each second."""
+    from passlib.hash import sha512_crypt  # pylint: disable=import-outside-toplevel
+    htpasswd = base / "admin.htpasswd"
+    htpasswd.write_text("bench:%s\n" % sha512_crypt.hash("bench"))
+    admin = f"{a.net}.1:9060"
+    configs = {"plain": {"dispatcher": {"ping_interval": 0}},
+               "health+metrics": {"dispatcher": {"ping_interval": 1.0},
+                                  "admin": {"listen": admin, "htpasswd": str(htpasswd)}}}
+    edge = (f"{a.net}.1", 5060)
+    uacs = [(f"{a.net}.{21 + i}", 5060) for i in range(a.uacs)]
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    log(f"\n=== sipedge: CPU per call at {rate} cps, without and with health checks and metrics "
+        f"({rounds} rounds each, alternating)")
+    for round_no in range(rounds):
+        for name, settings in configs.items():
+            wd = base / f"overhead-{name}-{round_no}"
+            wd.mkdir(parents=True)
+            router = SipedgeRouter(sipedge_cmd(a.sipedge), edge, wd, backends, a.sipedge_log_level,
+                                   a.sipedge_workers, settings)
+            pid = router.start()
+            scraper = Scraper(f"http://{admin}/metrics", "bench:bench") if "admin" in settings else None
+            try:
+                measure_step(pid, uas_pids, edge, uacs, 100, 2, wd, "warmup")
+                if scraper:
+                    scraper.start()
+                st = measure_step(pid, uas_pids, edge, uacs, rate, a.duration, wd, f"o{rate}")
+            finally:
+                if scraper:
+                    scraper.stop_event.set()
+                router.stop()
+            cpu[name].append(st.cpu_us_per_call)
+            log(f"  round {round_no + 1} {name:>15}: {st.cpu_us_per_call:.0f} us CPU/call, {st.failed} failed"
+                + (f", {scraper.ok} scrapes" if scraper else ""))
+    plain, full = (sorted(cpu[n])[len(cpu[n]) // 2] for n in configs)
+    log(f"overhead of health checks and metrics at {rate} cps: {plain:.0f} -> {full:.0f} us CPU per call "
+        f"({100 * (full - plain) / plain:+.1f}%, medians of {rounds})")
 
 
 # --------------------------------------------------------------------------- main
@@ -699,6 +729,12 @@ def print_table(res: Result) -> None:
     if len(res.cpu_by_process) > 1:
         log("  CPU seconds per process over the whole run: " + ", ".join(
             f"{pid}: {sec:.1f}" for pid, sec in res.cpu_by_process))
+    for st in res.overload:
+        admitted = st.calls - st.shed
+        log(f"  overload {st.rate / res.best:.2f}x ({st.rate} cps offered): goodput {st.goodput:.0f} cps "
+            f"= {100 * st.goodput / res.best:.0f}% of {res.best}; {st.shed} callers shed with 503 "
+            f"({100 * st.shed_fast / st.shed if st.shed else 0:.0f}% of them within 100 ms); "
+            f"{st.failed} of {admitted} admitted calls failed; CPU {st.cpu_us_per_call:.0f} us per completed call")
     if res.profile:
         log(f"  py-spy profile ({res.profile['samples']} samples while on CPU), by self time:")
         for fn, pct in res.profile["self"][:20]:
@@ -737,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-refine", action="store_true", help="no half-way step after a failure")
     ap.add_argument("--profile", type=int, default=None, metavar="RATE",
                     help="record sipedge with py-spy during the step at RATE")
+    ap.add_argument("--overhead", type=int, default=2000, metavar="RATE",
+                    help="also measure sipedge's CPU per call at RATE without and with health checks "
+                         "and metrics (issue 10: at most 5%% more; default 2000, 0 skips it)")
     ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results as JSON")
     a = ap.parse_args(argv)
@@ -792,6 +831,8 @@ def main(argv: list[str] | None = None) -> int:
                 r_deadline = time.monotonic() + (deadline - time.monotonic()) / left
                 results[name] = ramp(router, [p.pid for p in uas], rates, a.duration, a.net, wd, r_deadline,
                                      not a.no_refine, a.profile, a.uacs)
+                if name == "sipedge" and a.overhead:
+                    overhead(a, backends, [p.pid for p in uas], wd, a.overhead)
             finally:
                 for p in uas:
                     PROCS.stop(p)
@@ -808,6 +849,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
     s, k = results.get("sipedge"), results.get("kamailio")
+    for res in results.values():
+        for st in res.overload:
+            log(f"overload {res.router} {st.rate / res.best:.2f}x: goodput {100 * st.goodput / res.best:.0f}% "
+                f"of its best, shed {st.shed} ({st.shed_fast} within 100 ms), failed {st.failed}")
     if s and k:
         ratio = s.best / k.best if k.best else float("nan")
         log(f"ratio sipedge/kamailio = {ratio:.2f} (sipedge {s.best} cps, kamailio {k.best} cps)")

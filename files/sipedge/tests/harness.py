@@ -3,6 +3,7 @@
 import ipaddress
 import logging
 import random
+from dataclasses import dataclass
 
 from sipedge import config as config_mod
 from sipedge.message import parse
@@ -15,6 +16,16 @@ CLIENT = ("127.0.0.2", 5062)
 B1, B2, B3 = ("127.0.0.11", 5060), ("127.0.0.12", 5060), ("127.0.0.21", 5080)
 
 logging.addLevelName(NOTICE, "NOTICE")
+
+
+@dataclass
+class RoutedMsg:
+    """What the dispatcher reads from a request (its hash keys), for its own tests."""
+
+    call_id: str = "c@x"
+    from_uri: str = "sip:alice@a.example"
+    to_uri: str = "sip:bob@b.example"
+    ruri: str = "sip:bob@b.example"
 
 
 def request(method=b"INVITE", ruri=b"sip:alice@tenant1.test", to=None, *, branch=b"z9hG4bKc1",

@@ -1,4 +1,4 @@
-"""No open relay inside dialogs (DESIGN.md decision 13): an in-dialog request
+"""No open relay inside dialogs (docs/design.md decision 13): an in-dialog request
 from a source that is not a dispatcher destination may only be relayed to a
 dispatcher destination (by IP address, any port); a backend's own requests go
 where the dialog says.  Everything else gets 403 (an ACK is dropped)."""

@@ -7,23 +7,16 @@ list file holding the same rows for the selections and the keep-alive table.
 
 import collections
 import random
-from dataclasses import dataclass
 
 import pytest
+
+from harness import RoutedMsg as Msg
 
 from sipedge import dispatcher as ds
 from sipedge.config import Config
 from sipedge.dispatcher import (DISABLED, INACTIVE, NOPING, PROBING, TRYING, Dispatcher, DispatcherSettings,
                                 ds_get_hash, parse_destination, uri_hash_keys)
 from sipedge.health import Health
-
-
-@dataclass
-class Msg:
-    call_id: str = "c@x"
-    from_uri: str = "sip:alice@a.example"
-    to_uri: str = "sip:bob@b.example"
-    ruri: str = "sip:bob@b.example"
 
 
 def make(rows, order="lowest-first", seed=1, **settings):
@@ -90,7 +83,7 @@ def test_hash_matches_kamailio(key1, key2, expected):
 
 
 def reference_hash(x, y):
-    """sip-spec-notes 2.5, transcribed byte by byte from dispatch.c."""
+    """docs/sip-spec-notes.md §2.5, transcribed byte by byte from dispatch.c."""
     def sc(b):
         return b - 256 if b > 127 else b
     if x is None and y is None:
@@ -518,8 +511,8 @@ def test_unchanged_rows_and_sets_keep_their_objects():
     disp = make(rows)
     before = {d.uri: d for d in disp.destinations()}
     prepared = disp.prepare(rows + port_rows(3, 4))
-    assert [d.uri for d in prepared.fresh] == ["sip:127.0.0.1:4"]
-    assert [s.setid for s in prepared.rebuilt] == [3]
+    assert prepared.replaced == [] and prepared.carried == []  # nothing to carry over at commit
+    assert [s for s, dset in prepared.sets.items() if dset is not disp._sets.get(s)] == [3]  # pylint: disable=protected-access
     disp.commit(prepared)
     assert all(disp.find(d.setid, uri) is d for uri, d in before.items())
 

@@ -1,4 +1,4 @@
-"""Failover and health under a fake clock (DESIGN.md decisions 1, 14): a failed
+"""Failover and health under a fake clock (docs/design.md decisions 1, 14): a failed
 INVITE moves to the next destination of its set within the same caller
 transaction; a destination that failed a call is out of rotation at once;
 keep-alives take a dead one out and bring it back at exact times."""

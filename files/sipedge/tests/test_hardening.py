@@ -176,7 +176,7 @@ def test_max_inv_lifetime_is_a_setting(make_edge):
 
 # ---- 11. caches keyed on attacker bytes are bounded by size ----------------------------------
 
-def test_memory_stays_flat_under_long_unique_uris_header_names_and_hosts(edge):
+def test_memory_stays_flat_under_long_unique_uris_header_names_hosts_and_methods(edge):
     def flood(start, count):
         for i in range(start, start + count):
             junk = b"%08d" % i + b"x" * 3000
@@ -184,6 +184,8 @@ def test_memory_stays_flat_under_long_unique_uris_header_names_and_hosts(edge):
                               headers=[b"X-" + junk + b": 1"], branch=b"z9hG4bK%d" % i))
             edge.recv(request(b"BYE", ruri=b"sip:a@" + junk + b".test", to_tag=b"t", headers=[ROUTE],
                               branch=b"z9hG4bKb%d" % i))
+            method = b"M" + junk[:1000].replace(b"x", b"Y")  # a method token: counted as "other"
+            edge.recv(request(method, branch=b"z9hG4bKm%d" % i))
     logging.disable(logging.CRITICAL)  # what the test framework keeps of log lines is not the core's
     tracemalloc.start()
     try:
@@ -214,3 +216,12 @@ def test_huge_numbers_in_requests_are_refused_without_an_exception(edge, header,
 def test_huge_cseq_number_gets_400(edge):
     (_addr, msg), = edge.recv(request(b"OPTIONS", cseq=b"1" * 5000 + b" OPTIONS"))
     assert (msg.status, msg.reason) == (400, b"CSeq number is illegal")
+
+
+# ---- found by the fuzz test: a status code outside 100-699 -------------------------------
+
+@pytest.mark.parametrize("code", [b"000", b"099", b"700", b"999"])
+def test_a_response_with_a_status_outside_100_699_is_dropped(edge, code):
+    fwd = forward_invite(edge)
+    ok = response(fwd.serialize(), 200)
+    assert edge.recv(ok.replace(b"SIP/2.0 200 OK", b"SIP/2.0 " + code + b" Odd", 1), src=B1) == []

@@ -3,20 +3,11 @@ moves away from it, and it comes back after enough good answers."""
 
 import logging
 import random
-from dataclasses import dataclass
 
-from harness import B1, B2, Harness, request, response
+from harness import B1, B2, Harness, RoutedMsg as Msg, request, response
 from sipedge.config import Config
 from sipedge.dispatcher import DISABLED, INACTIVE, NOPING, PROBING, TRYING, Dispatcher, DispatcherSettings
 from sipedge.health import Health
-
-
-@dataclass
-class Msg:
-    call_id: str = "c@x"
-    from_uri: str = "sip:alice@a.example"
-    to_uri: str = "sip:bob@b.example"
-    ruri: str = "sip:bob@b.example"
 
 
 def pings(sent):

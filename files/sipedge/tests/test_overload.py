@@ -1,8 +1,9 @@
-"""Overload sheds, it does not collapse (DESIGN.md decision 16): while the shell
+"""Overload sheds, it does not collapse (docs/design.md decision 16): while the shell
 says the edge is behind, a new INVITE gets 503 with Retry-After at once, and
 everything that belongs to calls already admitted is served as usual."""
 
 from harness import B1, B2, CLIENT, request, response
+from sipedge.shell import Backlog
 
 ROUTE = b"Route: <sip:127.0.0.1;lr;ftag=ft1>"
 
@@ -43,3 +44,18 @@ def test_cancel_and_other_requests_are_served(edge):
     for method in (b"OPTIONS", b"REGISTER"):
         (addr, fwd), = edge.recv(request(method, branch=b"z9hG4bK" + method), overloaded=True)
         assert fwd.method == method and addr in (B1, B2)
+
+
+# ---- when the shell says the edge is behind --------------------------------------------------
+
+def test_backlog_ignores_one_late_wake_up_and_follows_a_queue_that_builds_up():
+    backlog = Backlog(0.05)
+    assert backlog.judge(0.4, 10.0) is False  # one wake-up after a pause: not yet
+    assert backlog.judge(0.01, 10.01) is False  # the queue drained at once
+    assert backlog.judge(0.06, 11.0) is False  # behind again...
+    assert backlog.judge(0.07, 11.03) is False
+    assert backlog.judge(0.08, 11.05) is True  # ...for 50 ms: shed
+    assert backlog.judge(0.03, 11.10) is True  # still above a quarter of the limit
+    assert backlog.judge(0.012, 11.2) is False  # drained
+    assert backlog.delay_max == 0.4
+    assert Backlog(0.05).judge(None, 1.0) is False  # no timestamp: no judgement

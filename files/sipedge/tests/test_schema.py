@@ -7,7 +7,7 @@ import pytest
 from sipedge import schema
 from sipedge.schema import SCHEMA_VERSION, SchemaError, ensure_schema, read_version
 
-# The seed's DDL, verbatim (reference/seed-sip-router-notes.md, "Database Layout")
+# The seed's DDL, verbatim (the seed's notes, "Database Layout"; tests/kamailio/reference.py has it too)
 SEED_DDL = """
 CREATE TABLE sip_domains (
     domain TEXT PRIMARY KEY,

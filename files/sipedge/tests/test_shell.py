@@ -15,6 +15,7 @@ import pytest
 from harness import request
 from sipedge.message import parse
 from sipedge.schema import ensure_schema
+from testsupport.edge import Sipedge
 
 EDGE_IP, CLIENT_IP, BACKEND_IP = "127.0.0.41", "127.0.0.42", "127.0.0.43"
 
@@ -37,57 +38,13 @@ def receive(sock, timeout):
     return None
 
 
-class Running:
-    """A `sipedge run` subprocess and its stderr lines."""
-
-    def __init__(self, tmp_path, backend_port):
-        self.db = str(tmp_path / "routing.db")
-        ensure_schema(self.db)
-        self.sql("INSERT INTO sip_domains(domain, dispatcher_setid) VALUES ('tenant1.test', 10)",
-                 "INSERT INTO dispatcher(setid, destination) VALUES (10, 'sip:%s:%d')" % (BACKEND_IP, backend_port),
-                 "INSERT INTO dispatcher(setid, destination) VALUES (20, 'sip:%s:%d')" % (BACKEND_IP, backend_port))
-        self.control = str(tmp_path / "ctl.sock")
-        probe = udp(EDGE_IP)
-        self.port = probe.getsockname()[1]
-        probe.close()
-        cfg = tmp_path / "sipedge.toml"
-        cfg.write_text('[sip]\nlisten = ["udp:%s:%d"]\ndrain_timeout = 0\n[dispatcher]\nping_interval = 0\n'
-                       '[database]\npath = "%s"\npoll_interval = 0.1\n[log]\nlevel = "debug"\n'
-                       '[control]\nsocket = "%s"\n' % (EDGE_IP, self.port, self.db, self.control))
-        self.log = open(tmp_path / "edge.log", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen([sys.executable, "-m", "sipedge", "run", "--config", str(cfg)],  # pylint: disable=consider-using-with
-                                     stderr=self.log, stdout=subprocess.DEVNULL)
-        self.wait_log("listening on")
-
-    def sql(self, *statements):
-        with sqlite3.connect(self.db) as conn:
-            for statement in statements:
-                conn.execute(statement)
-
-    def lines(self):
-        self.log.seek(0)
-        return self.log.read().splitlines()
-
-    def wait_log(self, text, timeout=5.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if any(text in line for line in self.lines()):
-                return
-            assert self.proc.poll() is None, self.lines()
-            time.sleep(0.02)
-        raise AssertionError("no log line with %r in %s" % (text, self.lines()))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=5)
-        self.log.close()
-
-
 @pytest.fixture
 def running(tmp_path):
     backend = udp(BACKEND_IP)
-    edge = Running(tmp_path, backend.getsockname()[1])
+    uri = "sip:%s:%d" % (BACKEND_IP, backend.getsockname()[1])
+    edge = Sipedge(tmp_path, EDGE_IP, domains=[("tenant1.test", 10)], destinations=[(10, uri), (20, uri)],
+                   settings={"dispatcher": {"ping_interval": 0}, "database": {"poll_interval": 0.1},
+                             "log": {"level": "debug"}}).start()
     client = udp(CLIENT_IP)
     yield edge, client, backend
     edge.stop()

@@ -109,6 +109,9 @@ class EdgeCollector:
         failovers.add_metric([], stats.get("failovers", 0))
         sheds = CounterMetricFamily("sipedge_overload_sheds", "new INVITEs answered 503 while the edge was behind")
         sheds.add_metric([], stats.get("sheds", 0))
+        delay = GaugeMetricFamily("sipedge_queue_delay_max_seconds",
+                                  "longest wait of a datagram in a receive queue since the previous scrape")
+        delay.add_metric([], stats.get("queue_delay_max", 0.0))
         active = GaugeMetricFamily("sipedge_transactions_active", "transactions the edge holds", labels=["side"])
         active.add_metric(["server"], stats.get("server_transactions", 0))
         active.add_metric(["client"], stats.get("client_transactions", 0))
@@ -126,7 +129,7 @@ class EdgeCollector:
                     state.add_metric(key + [name], 1 if dest["status"] == name else 0)
                 if dest["rtt"] is not None:
                     rtt.add_metric(key, dest["rtt"])
-        return families + [failovers, sheds, active, calls, state, rtt]
+        return families + [failovers, sheds, delay, active, calls, state, rtt]
 
     @staticmethod
     def _counter(name, documentation, label, counts):

@@ -1,7 +1,7 @@
 """Build what the proxy sends that is not a relayed message: local replies,
 its own Via and Record-Route, and the requests it originates itself (CANCEL,
 ACK for a negative reply, OPTIONS keep-alives).  Headers follow Kamailio's
-sl/tm/rr forms (sip-spec-notes 5.2, 5.5, 5.6, 5.8, 5.9, 2.9).
+sl/tm/rr forms (docs/sip-spec-notes.md §5.2, 5.5, 5.6, 5.8, 5.9, 2.9).
 """
 
 import os

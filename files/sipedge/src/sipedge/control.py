@@ -54,7 +54,8 @@ def format_stats(stats):
              "transactions: %d server, %d client; timers: %d" % (
                  stats.get("server_transactions", 0), stats.get("client_transactions", 0), stats.get("timers", 0)),
              "routing table: %d domains, %d destinations" % (stats.get("domains", 0), stats.get("destinations", 0)),
-             "failovers: %d; overload sheds: %d" % (stats.get("failovers", 0), stats.get("sheds", 0))]
+             "failovers: %d; overload sheds: %d; longest queue wait since the last stats: %.1f ms" % (
+                 stats.get("failovers", 0), stats.get("sheds", 0), 1000 * stats.get("queue_delay_max", 0.0))]
     for title, key in (("requests received", "received"), ("replies sent", "replies"), ("drops", "drops")):
         counts = stats.get(key) or {}
         lines.append("%s: %s" % (title, ", ".join("%s %d" % item for item in sorted(counts.items())) or "none"))

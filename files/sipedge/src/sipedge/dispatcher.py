@@ -4,15 +4,15 @@ Sans-I/O: nothing here sends, sleeps or reads a clock.  The shell feeds the
 routing DB rows to `Dispatcher.prepare` / `commit`, the router asks `select`
 for a destination per request (and `next_destination` after a failed one),
 and health.py pings `ping_targets()` and keeps each destination's state bits.
-References below are to `reference/sip-spec-notes.md` (section 2).
+References below are to `docs/sip-spec-notes.md` (section 2).
 
 Array order of a set (decides round-robin rotation, algorithm 8 and the skip loop):
-  * "lowest-first" (the product's default, DESIGN.md decision 7): ascending
+  * "lowest-first" (the product's default, docs/design.md decision 7): ascending
     priority value, ties in load (DB id) order.  Priority 0 comes before 10.
   * "kamailio": exactly what Kamailio builds (2.1): descending priority value,
     ties in REVERSE load order.  Rows A, B, C of equal priority give [C, B, A].
 
-`flags` column = Kamailio's per-destination state bits (DESIGN.md decision 8):
+`flags` column = Kamailio's per-destination state bits (docs/design.md decision 8):
 INACTIVE 1 (not selected, still pinged, back after `inactive_threshold`
 successes), TRYING 2 (selected), DISABLED 4 (never selected, never pinged,
 never changed by keep-alives), PROBING 8 (informational: every non-disabled
@@ -268,17 +268,22 @@ class _Set:
 
 
 @dataclass(frozen=True)
-class PreparedLoad:
+class PreparedLoad:  # pylint: disable=too-many-instance-attributes
     """A reload computed by Dispatcher.prepare, to be put in use by commit."""
 
     sets: dict[int, _Set]
     by_key: dict[tuple[int, str], Destination]
-    rebuilt: list[_Set]  # new set objects: the live round-robin position is carried at commit
-    fresh: list[Destination]  # new destination objects: the live health state is carried at commit
+    by_raw: dict[Row, Optional[Destination]]  # every row -> its destination (None: skipped), for the next prepare
+    replaced: list  # (new, old) destinations of changed rows: the live state is carried at commit
+    carried: list  # (new, old) sets that changed: the round-robin position is carried at commit
     named: list[Destination]  # destinations whose host is a name
     resolved: dict[str, Optional[str]]  # their names -> IP (None: did not resolve)
     ips: frozenset[str]  # every destination's IP, disabled ones included
+    gone_ips: frozenset[str]  # IPs of the table before that are not in this one
     warnings: list[str]
+
+
+EMPTY_LOAD = PreparedLoad({}, {}, {}, [], [], [], {}, frozenset(), frozenset(), [])
 
 
 class Dispatcher:
@@ -291,7 +296,7 @@ class Dispatcher:
         self._weight_rng = random.Random(self._rng.getrandbits(64))
         self._sets: dict[int, _Set] = {}
         self._by_key: dict[tuple[int, str], Destination] = {}
-        self._by_raw: dict[Row, Optional[Destination]] = {}  # the previous prepare's rows
+        self._previous = EMPTY_LOAD  # the last prepared load: the one in use once committed
         self._ips: frozenset[str] = frozenset()  # every destination's IP
         self._departed: dict[str, float] = {}  # IP of a removed destination -> until when it still counts
         unknown = sorted({settings.algorithm, *settings.set_algorithms.values()} - ALGORITHMS)
@@ -315,25 +320,27 @@ class Dispatcher:
         (no parsing, state and counters untouched), and a set whose members are
         the same objects in the same order keeps its _Set: a reload costs what
         changed.  Only the DB thread calls this (one prepare at a time, each
-        followed by its commit in order).  `resolve(name)` -> IP or None looks
-        up the destinations' host names (in that thread: never per request).
+        followed by its commit in order, so the previous prepare's table is the
+        one in use when this one is committed).  `resolve(name)` -> IP or None
+        looks up the destinations' host names (in that thread: never per request).
         """
         warnings: list[str] = []
-        fresh: list[Destination] = []
         by_raw: dict[Row, Optional[Destination]] = {}
         by_key: dict[tuple[int, str], Destination] = {}
         loaded: dict[int, list[Destination]] = {}
-        previous = self._by_raw
+        previous = self._previous
+        replaced = []
         for row in rows:
             row = tuple(row) if isinstance(row, list) else row
             if row in by_raw:
                 dest = by_raw[row]
-            elif row in previous:
-                dest = by_raw[row] = previous[row]
+            elif row in previous.by_raw:
+                dest = by_raw[row] = previous.by_raw[row]
             else:
                 dest = by_raw[row] = self._make_destination(row, warnings)
-                if dest is not None:
-                    fresh.append(dest)
+                old = previous.by_key.get((dest.setid, dest.uri)) if dest is not None else None
+                if old is not None:
+                    replaced.append((dest, old))  # a changed row: its state is carried at commit
             if dest is None:
                 continue
             key = (dest.setid, dest.uri)
@@ -343,20 +350,23 @@ class Dispatcher:
             by_key[key] = dest
             loaded.setdefault(dest.setid, []).append(dest)
         sets: dict[int, _Set] = {}
-        rebuilt: list[_Set] = []
+        carried = []
         for setid, members in loaded.items():
-            old = self._sets.get(setid)
-            if old is not None and old.loaded == members:
-                sets[setid] = old
+            old_set = previous.sets.get(setid)
+            if old_set is not None and old_set.loaded == members:
+                sets[setid] = old_set
             else:
-                sets[setid] = dset = self._make_set(setid, members)
-                rebuilt.append(dset)
-        self._by_raw = by_raw
+                sets[setid] = new_set = self._make_set(setid, members)
+                if old_set is not None:
+                    carried.append((new_set, old_set))  # its round-robin position is carried at commit
         named = [dest for dest in by_key.values() if dest.named]
         resolved = {name: resolve(name) for name in {dest.host for dest in named}} if resolve else {}
         ips = {dest.address[0] for dest in by_key.values() if dest.address is not None}
         ips.update(ip for ip in resolved.values() if ip is not None)
-        return PreparedLoad(sets, by_key, rebuilt, fresh, named, resolved, frozenset(ips), warnings)
+        prepared = PreparedLoad(sets, by_key, by_raw, replaced, carried, named, resolved, frozenset(ips),
+                                previous.ips - ips, warnings)
+        self._previous = prepared
+        return prepared
 
     def commit(self, prepared: "PreparedLoad", now: float = 0.0) -> None:
         """Put a prepared load in use (on the thread that selects): carry the
@@ -366,27 +376,23 @@ class Dispatcher:
         for dest in prepared.named:
             ip = prepared.resolved.get(dest.host)
             dest.address = None if ip is None else (ip, dest.port)
-        for dest in prepared.fresh:
-            old = self._by_key.get((dest.setid, dest.uri))
-            if old is None or old is dest:
-                continue
+        for dest, old in prepared.replaced:
             dest.calls, dest.failures = old.calls, old.failures
             dest.last_ping, dest.last_code, dest.rtt = old.last_ping, old.last_code, old.rtt
             if old.db_flags == dest.db_flags and not old.pinned:
                 # same flags column: the health state stays (a changed one is an operator's decision)
                 dest.flags, dest.probing_count = old.flags, old.probing_count
+        for new_set, old_set in prepared.carried:
+            if old_set.members() == new_set.members():
+                new_set.last = old_set.last
+                if old_set.weights() == new_set.weights():
+                    new_set.wlist, new_set.wlast = old_set.wlist, old_set.wlast
         grace = now + self.settings.removed_grace
-        for ip in self._ips - prepared.ips:
+        for ip in prepared.gone_ips:
             self._departed[ip] = grace
-        self._departed = {ip: until for ip, until in self._departed.items() if until > now and ip not in prepared.ips}
-        self._ips = prepared.ips
-        for dset in prepared.rebuilt:
-            old = self._sets.get(dset.setid)
-            if old is not None and old.members() == dset.members():
-                dset.last = old.last
-                if old.weights() == dset.weights():
-                    dset.wlist, dset.wlast = old.wlist, old.wlast
-        self._sets, self._by_key = prepared.sets, prepared.by_key
+        if self._departed:
+            self._departed = {ip: until for ip, until in self._departed.items() if until > now and ip not in prepared.ips}
+        self._sets, self._by_key, self._ips = prepared.sets, prepared.by_key, prepared.ips
 
     def _make_destination(self, row: Row, warnings: list[str]) -> Optional[Destination]:
         try:
@@ -493,7 +499,7 @@ class Dispatcher:
         return None
 
     def may_relay(self, src_ip: str, target_ip: str, now: float) -> bool:
-        """DESIGN.md decision 13: an in-dialog request from a backend may go
+        """docs/design.md decision 13: an in-dialog request from a backend may go
         anywhere its dialog says; one from anyone else only to a backend.  A
         backend is an IP of any destination row, disabled ones included, or of
         one removed less than `removed_grace` seconds ago (its calls still end)."""
@@ -551,14 +557,10 @@ class Dispatcher:
         `flags` column: what another process needs to share this view."""
         return [[d.setid, d.uri, d.flags] for d in self._by_key.values() if d.flags != d.db_flags]
 
-    def apply_states(self, states: list, full: bool = False) -> None:
-        """Take the states another process decided (see overrides); with
-        `full`, every destination not listed is back at its flags column."""
-        if full:
-            listed = {(setid, uri) for setid, uri, _flags in states}
-            for key, dest in self._by_key.items():
-                if key not in listed:
-                    dest.flags = dest.db_flags
+    def apply_states(self, states: list) -> None:
+        """Take the states another process decided (see overrides): it sends
+        every change, and after a reload its overrides, so this costs what is
+        listed, never the table's size."""
         for setid, uri, flags in states:
             dest = self._by_key.get((setid, uri))
             if dest is not None:

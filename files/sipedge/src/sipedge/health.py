@@ -1,13 +1,13 @@
 """OPTIONS keep-alives and each destination's up/down state (sans-I/O).
 
-Kamailio's dispatcher with ds_probing_mode=1 (sip-spec-notes 2.9, DESIGN.md
+Kamailio's dispatcher with ds_probing_mode=1 (docs/sip-spec-notes.md §2.9, docs/design.md
 decision 1): every `ping_interval` each destination that is not disabled gets
 an OPTIONS; any 2xx (or a configured code) is a success, a timeout after
 `ping_timeout` a local 408.  `probing_threshold` failures in a row make a
 destination INACTIVE (no calls), `inactive_threshold` successes in a row make
 it active again, and one success heals a TRYING one.  A destination that
 failed a call is marked INACTIVE at once (Kamailio's `ds_mark_dst("ip")`,
-DESIGN.md decision 14); the pings bring it back.
+docs/design.md decision 14); the pings bring it back.
 
 Every change of selectability is an event ("up" or "down"), logged once.
 The state lives in the destinations' `flags` (dispatcher.py); results that

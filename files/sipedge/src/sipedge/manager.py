@@ -142,7 +142,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
             worker.ready = True
             self._check_ready()
         elif op == "loaded":
-            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides(), "full": True})
+            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides()})
         elif op == "failed":
             dest = self.checker.dispatcher.find(message["setid"], message["uri"])
             if dest is not None:
@@ -199,6 +199,8 @@ class Manager:  # pylint: disable=too-many-instance-attributes
                     merged = totals.setdefault(name, {})
                     for item, count in value.items():
                         merged[item] = merged.get(item, 0) + count
+                elif name == "queue_delay_max":
+                    totals[name] = max(totals.get(name, 0.0), value)
                 elif name not in ("domains", "destinations"):
                     totals[name] = totals.get(name, 0) + value
                 else:
@@ -282,7 +284,7 @@ class Manager:  # pylint: disable=too-many-instance-attributes
         self.checker.commit(prepared, time.monotonic())
         log.debug("health checks: routing data loaded: %d destinations", len(data.destinations))
         for worker in self.workers:  # states the workers may have missed
-            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides(), "full": True})
+            worker.link.send({"op": "states", "states": self.checker.dispatcher.overrides()})
 
     # ---- the loop ---------------------------------------------------------------------
     def _ping_socket(self):

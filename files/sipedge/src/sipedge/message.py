@@ -232,7 +232,8 @@ class Message:
         if first.startswith(b"SIP/"):
             self.is_request = False
             parts = first.split(b" ", 2)
-            if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0] != b"SIP/2.0":
+            if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0] != b"SIP/2.0" \
+                    or not b"100" <= parts[1] <= b"699":
                 raise ParseError("bad status line")
             self.status = int(parts[1])
             self.reason = parts[2] if len(parts) == 3 else b""

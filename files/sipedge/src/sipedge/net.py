@@ -116,7 +116,7 @@ def names_of_self(socks, local, v4=interface_ipv4, v6=interface_ipv6):
 
 def resolve(host):
     """A destination's host name -> IPv4 address, or None; called for each load
-    in the DB thread, never per request (DESIGN.md decision 11)."""
+    in the DB thread, never per request (docs/design.md decision 11)."""
     try:
         return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
     except OSError:

@@ -22,6 +22,10 @@ from .transaction import ACK, CANCEL, INVITE, TransactionLayer, server_key
 log = logging.getLogger("sipedge")
 _REQUIRED = (b"from", b"to", b"call-id", b"cseq")
 SHED_RETRY_AFTER = 5  # seconds a shed caller (or the proxy in front) waits before trying this edge again
+# Requests are counted by method for these; any other method (a token the sender
+# invents, maybe a long unique one) counts as b"other": counters never grow with traffic.
+COUNTED_METHODS = frozenset((b"INVITE", b"ACK", b"BYE", b"CANCEL", b"OPTIONS", b"REGISTER", b"PRACK", b"SUBSCRIBE",
+                             b"NOTIFY", b"PUBLISH", b"INFO", b"REFER", b"MESSAGE", b"UPDATE"))
 
 
 class Proxy:
@@ -115,7 +119,7 @@ class Proxy:
     # ---- datagrams ----------------------------------------------------------
     def on_datagram(self, data, src, now, overloaded=False):
         """Handle one received datagram from src = (ip str, port int).  When the
-        shell is `overloaded`, a new INVITE is shed with a 503 (DESIGN.md
+        shell is `overloaded`, a new INVITE is shed with a 503 (docs/design.md
         decision 16) and everything else is served as usual."""
         counters = self.counters
         try:
@@ -138,7 +142,7 @@ class Proxy:
             counters["drop", "malformed"] += 1
             log.debug("dropped malformed request from %s", src[0])
             return
-        counters["received", msg.method] += 1
+        counters["received", msg.method if msg.method in COUNTED_METHODS else b"other"] += 1
         reply_addr = (src[0], build.stamp_via(msg, src[0].encode(), src[1]))
         key = server_key(msg)
         if self.txns.absorb(msg, key, now):

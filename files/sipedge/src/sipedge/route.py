@@ -2,8 +2,8 @@
 
 Each stage looks at a request and either lets it pass (returns None) or
 decides its fate with one of the outcomes below.  The order and the observable
-results follow Kamailio running the seed (sip-spec-notes section 1), with the
-decisions of DESIGN.md where the seed's letter and intent differ.
+results follow Kamailio running the seed (docs/sip-spec-notes.md section 1), with the
+decisions of docs/design.md where the seed's letter and intent differ.
 """
 
 import ipaddress
@@ -140,7 +140,7 @@ class Router:
 
     def in_dialog(self, msg, src_ip, now):
         """has_totag -> loose_route or 404.  A Route that does not name this edge
-        is never followed (DESIGN.md decision 9), and a request from outside the
+        is never followed (docs/design.md decision 9), and a request from outside the
         backends may only reach a backend (decision 13)."""
         if not msg.to_tag:
             return None
@@ -185,7 +185,7 @@ class Router:
         maddr = uri.param(b"maddr")
         host = ip_literal(maddr or uri.host)
         if host is None:
-            return UNRESOLVABLE  # no DNS at request time (DESIGN.md decision 11)
+            return UNRESOLVABLE  # no DNS at request time (docs/design.md decision 11)
         if not self.dispatcher.may_relay(src_ip, host, now):
             log.log(NOTICE, "In-dialog request refused: from %s to %s, neither a dispatcher destination", src_ip, host)
             return FORBIDDEN

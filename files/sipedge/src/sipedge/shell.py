@@ -11,9 +11,9 @@ The main process (manager.py) keeps the health checks, the control socket and
 the admin endpoint; a worker talks to it over a Link: destination states in,
 failed calls, counters and readiness out.
 
-Overload (DESIGN.md decision 16): the first datagram of each wake-up is read
-with its kernel receive time; while the oldest waiting datagram is older than
-`sip.overload_delay`, new INVITEs are shed with 503 (see Proxy.on_datagram).
+Overload (docs/design.md decision 16): the first datagram of each wake-up is read
+with its kernel receive time; while the edge is behind (Backlog), new INVITEs are
+shed with 503 (see Proxy.on_datagram).
 On SIGTERM the worker drains: it sheds new INVITEs the same way while the
 transactions in flight finish, for up to `sip.drain_timeout` seconds.
 """
@@ -38,6 +38,37 @@ RECV_SIZE = 65535
 DRAIN_CHECK = 0.1  # seconds between looks at the transactions in flight while draining
 
 
+class Backlog:
+    """Behind or not, from how long the oldest waiting datagram sat in the
+    kernel's queue (docs/design.md decision 16).  The edge is behind when that
+    stays above `limit` for as long again (a queue that builds up, not one late
+    wake-up after a pause), and no longer once it falls below a quarter of
+    it: no flapping."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.overloaded = False
+        self.behind_since = None  # since when datagrams wait longer than the limit
+        self.delay_max = 0.0  # the longest wait seen since someone reset it (sipedge ctl stats)
+
+    def judge(self, delay, now):
+        if delay is None:
+            return self.overloaded
+        self.delay_max = max(self.delay_max, delay)
+        if delay > self.limit:
+            if self.behind_since is None:
+                self.behind_since = now
+            elif not self.overloaded and now - self.behind_since >= self.limit:
+                log.warning("overloaded: datagrams wait %.0f ms; new INVITEs get 503 until it drains", delay * 1000)
+                self.overloaded = True
+        elif delay < self.limit / 4:
+            self.behind_since = None
+            if self.overloaded:
+                log.warning("overload over: datagrams wait %.0f ms", delay * 1000)
+                self.overloaded = False
+        return self.overloaded
+
+
 class Edge:  # pylint: disable=too-many-instance-attributes
     """One worker: a Proxy on the configured sockets until stopped.
 
@@ -59,7 +90,7 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         self.store = RoutingStore(config.db_path)
         self._poll_now = threading.Event()  # wakes the DB thread early (sipedge ctl reload)
         self._store_error = None
-        self.overloaded = False
+        self.backlog = Backlog(config.overload_delay)
         self.draining = None  # the time draining ends, once SIGTERM came
 
     # ---- sockets -------------------------------------------------------------
@@ -97,13 +128,13 @@ class Edge:  # pylint: disable=too-many-instance-attributes
 
     def _readable(self, sock, now):
         on_datagram = self.proxy.on_datagram
-        overloaded = self.overloaded
+        overloaded = self.backlog.overloaded
         for i in range(BATCH):
             try:
                 if i == 0 and self.config.overload_delay:
                     # The first datagram of a wake-up is the one that waited longest.
                     data, ancillary, _flags, src = sock.recvmsg(RECV_SIZE, TIMESTAMP_SPACE)
-                    overloaded = self._judge(queue_delay(ancillary, time.time()))
+                    overloaded = self.backlog.judge(queue_delay(ancillary, time.time()), now)
                 else:
                     data, src = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -116,21 +147,6 @@ class Edge:  # pylint: disable=too-many-instance-attributes
             except Exception:  # pylint: disable=broad-except
                 # A bug must cost one message, never the router.
                 log.exception("internal error on a datagram from %s", src[0])
-
-    def _judge(self, delay):
-        """Behind or not: how long the oldest waiting datagram sat in the
-        kernel's queue, with hysteresis (in above the limit, out below a
-        quarter of it) so that the edge does not flap."""
-        if delay is None:
-            return self.overloaded
-        limit = self.config.overload_delay
-        if delay > limit and not self.overloaded:
-            log.warning("overloaded: datagrams wait %.0f ms; new INVITEs get 503 until it drains", delay * 1000)
-            self.overloaded = True
-        elif delay < limit / 4 and self.overloaded:
-            log.warning("overload over: datagrams wait %.0f ms", delay * 1000)
-            self.overloaded = False
-        return self.overloaded
 
     # ---- the routing DB ---------------------------------------------------------
     def _poll_db(self):
@@ -167,11 +183,13 @@ class Edge:  # pylint: disable=too-many-instance-attributes
     def _message(self, message):
         op = message["op"]
         if op == "states":
-            self.proxy.dispatcher.apply_states(message["states"], message.get("full", False))
+            self.proxy.dispatcher.apply_states(message["states"])
         elif op == "stats":
             dests = [[d.setid, d.uri, d.calls, d.failures] for d in self.proxy.dispatcher.destinations()
                      if d.calls or d.failures]
-            self.link.send({"op": "stats", "id": message["id"], "stats": self.proxy.stats(), "calls": dests})
+            stats = dict(self.proxy.stats(), queue_delay_max=self.backlog.delay_max)
+            self.backlog.delay_max = 0.0
+            self.link.send({"op": "stats", "id": message["id"], "stats": stats, "calls": dests})
         elif op == "reload":
             self._poll_now.set()
 

@@ -17,7 +17,7 @@ a failover, the branches before it.  Its `state` uses RFC 3261's names:
 `_enter` is the one place a state changes: it checks the move against
 TRANSITIONS and sets the timers that belong to the new state, so a
 transaction never exists without a timer that ends it.  Timers follow
-Kamailio's tm (sip-spec-notes 5.3), including max_inv_lifetime; lingering
+Kamailio's tm (docs/sip-spec-notes.md §5.3), including max_inv_lifetime; lingering
 (LINGER s) absorbs retransmissions before every trace of a transaction goes.
 
 Every 2xx to an INVITE goes upstream, whenever it comes (RFC 3261 16.7 step 5).
@@ -224,10 +224,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         return self.timers.start(when, callback, txn)
 
     def _stop(self, txn):
-        retr = txn.retr
-        if retr is not None:
-            self.timers.cancel(retr.entry)
-            retr.entry = None
+        self._retransmit_stop(txn.retr)
         self.timers.cancel(txn.timer)
         txn.retr = txn.timer = None
 
@@ -370,7 +367,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         """(transaction, branch, bytes to relay upstream) when `data` is a
         plain response to one of our proxied requests, else Nones.  Our Via
         may stand alone on its line or be the first of several values."""
-        if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit():
+        if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit() or not b"1" <= data[8:9] <= b"6":
             return None, None, None
         start = data.find(self._via_prefix) + 2
         if start < 2:

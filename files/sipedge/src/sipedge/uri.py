@@ -2,7 +2,7 @@
 
 Used for the URIs of requests (R-URI, From, To, Route), for the routing DB's
 destination URIs and for host:port text such as an advertised address.  The
-grammar is what Kamailio's parse_uri accepts (sip-spec-notes 3, 5.9): sip and
+grammar is what Kamailio's parse_uri accepts (docs/sip-spec-notes.md §3, 5.9): sip and
 sips URIs are parsed fully, tel and urn are kept opaque, other schemes fail.
 
 Caches keyed on bytes that arrive from the network keep only short keys, so an

@@ -18,6 +18,7 @@ import os
 import pytest
 
 import e2e_harness as h
+from testsupport.net import free_udp_port
 
 
 def pytest_configure(config):
@@ -44,7 +45,7 @@ def backends(e2e_workdir):
     try:
         for name, octet, scenario in spec:
             host = h.addr(octet)
-            started[name] = h.Backend(name, host, h.free_udp_port(host), scenario,
+            started[name] = h.Backend(name, host, free_udp_port(host), scenario,
                                       e2e_workdir).start()
         yield started
     finally:

@@ -1,8 +1,8 @@
-"""Just enough SIP for the conformance suite: tolerant parsing and request building.
+"""Just enough SIP text for tests: tolerant parsing and text-level building.
 
-No third-party SIP code; the suite must be able to build broken messages on purpose,
-so building is text-level and parsing never raises (a message that cannot be read is
-returned with ``ok=False``).
+Independent of the router's own parser on purpose.  Building is text-level so that
+tests can build broken messages; parsing never raises (a message that cannot be
+read has ``ok`` False).
 """
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ COMPACT = {
     "v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
     "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
     "o": "event", "r": "refer-to", "u": "allow-events", "x": "session-expires", "b": "referred-by",
+    "a": "accept-contact", "j": "reject-contact", "d": "request-disposition", "y": "identity",
 }
 LIST_HEADERS = {"via", "route", "record-route", "contact"}
 
 
 def canon(name: str) -> str:
+    """Lower-case header name, compact forms expanded."""
     n = name.strip().lower()
     return COMPACT.get(n, n)
 
@@ -86,6 +88,26 @@ def host_of_uri(uri: str) -> str:
     return u
 
 
+def uri_hostport(value: str) -> tuple[str, int]:
+    """(host, port) of the URI in '<sip:host[:port];params>' or 'sip:user@host:port;...'."""
+    m = re.search(r"sips?:(?:[^@;>]*@)?([^;>:?]+)(?::(\d+))?", value)
+    if not m:
+        return "", 0
+    return m.group(1), int(m.group(2)) if m.group(2) else 5060
+
+
+def via_sent_by(via: str) -> tuple[str, int]:
+    """('host', port) of a Via value 'SIP/2.0/UDP host[:port];params'."""
+    sent_by = via.split(None, 1)[1].split(";", 1)[0].strip()
+    host, _sep, port = sent_by.rpartition(":") if sent_by.count(":") == 1 else (sent_by, "", "")
+    return (host or sent_by), int(port) if port else 5060
+
+
+def via_branch(via: str) -> str:
+    m = re.search(r";\s*branch=([^;,\s]+)", via)
+    return m.group(1) if m else ""
+
+
 class Msg:
     """A parsed SIP message (request or response)."""
 
@@ -93,7 +115,7 @@ class Msg:
         self.raw = raw
         self.ok = False
         self.first = ""
-        self.headers: list[tuple[str, str]] = []
+        self.headers: list[tuple[str, str]] = []   # (name as written, value)
         self.body = b""
         self.method = self.ruri = self.reason = None
         self.code: int | None = None
@@ -129,6 +151,7 @@ class Msg:
         return self.method is not None
 
     def all(self, name: str) -> list[str]:
+        """Every value of a header; list headers (Via, Route, ...) split on commas."""
         c = canon(name)
         vals = [v for n, v in self.headers if canon(n) == c]
         if c in LIST_HEADERS:
@@ -151,6 +174,10 @@ class Msg:
             return int(p[0]), (p[1] if len(p) > 1 else None)
         except (ValueError, IndexError):
             return None, None
+
+    @property
+    def cseq_method(self) -> str | None:
+        return self.cseq[1]
 
     @property
     def top_branch(self) -> str | None:
