@@ -20,7 +20,8 @@ import testinfra
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
-from sip_testinfra import SERVICE, SIPP_DIR, collection_root, wait_for  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
+from sip_testinfra import (SERVICE, SIPP_DIR, collection_root, journal_count,  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
+                           wait_for)
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(SCENARIO, "molecule.yml"), encoding="utf-8") as _handle:
@@ -138,15 +139,20 @@ def copy_tree(source, target):
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"))
 
 
-def task_results(result, task):
-    """{host: status} of the task whose name starts with `task` (the last time it ran)."""
-    statuses = {}
+def task_runs(result, task):
+    """[(host, status), ...] of every run of the tasks whose name starts with `task`, in order."""
+    runs = []
     for block in re.split(r"^TASK \[", result.stdout, flags=re.M)[1:]:
         name = block.split("]", 1)[0]
         if re.sub(r"^[\w.]+ : ", "", name).startswith(task):
-            for status, host in re.findall(r"^(ok|changed|skipping|failed|fatal): \[([^]\s]+)", block, re.M):
-                statuses[host] = status
-    return statuses
+            runs += [(host, status) for status, host in
+                     re.findall(r"^(ok|changed|skipping|failed|fatal): \[([^]\s]+)", block, re.M)]
+    return runs
+
+
+def task_results(result, task):
+    """{host: status} of the task whose name starts with `task` (the last time it ran)."""
+    return dict(task_runs(result, task))
 
 
 # --- calls from the client ------------------------------------------------------------------

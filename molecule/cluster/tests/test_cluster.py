@@ -2,11 +2,12 @@
 SIPp caller, all on the scenario's Docker network.
 
 The tests run in file order; each leaves the fleet as the next one expects it:
-routing as converged; check mode (fresh node, converged fleet, a package change, a refused
-value); backend1 stopped under load; tenant2 purged by a routing-only run; a run that fails
-on edge1 after its config changed (the restart stays pending); the rolling config change
-under load, each edge's out-of-service window measured; a listen address that cannot be
-bound, which stops the rollout at edge1 while edge2 keeps serving.
+routing as converged; check mode (the converged edges and a fresh node, with prebuilt
+wheels; a package change; a refused value); prebuilt wheels with a wrong sha256; backend1
+stopped under load; tenant2 purged by a routing-only run; a run that fails on edge1 after
+its config changed (the restart stays pending); the rolling config change under load, each
+edge's out-of-service window measured; a listen address that cannot be bound, which stops
+the rollout at edge1 while edge2 keeps serving.
 """
 
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 
 from conftest import (CONFIG, CONTAINER, EDGES, INVENTORY, IP, MARKER, Caller, collection_root, copy_tree, edge_state,
-                      out_of_service, recap, rolled, run_site, task_results, wait_for)
+                      journal_count, out_of_service, recap, rolled, run_site, task_results, task_runs, wait_for)
 
 TENANT1, TENANT2, UNKNOWN = "tenant1.cluster.test", "tenant2.cluster.test", "unknown.cluster.test"
 TENANTS = {tenant["name"]: tenant for tenant in INVENTORY["sip_edge_tenants"]}
@@ -23,10 +24,6 @@ WITHOUT_TENANT2 = {"sip_edge_tenants": [TENANTS["tenant1"]]}
 CHANGED = {"sip_edge_router_timers_fr_inv_timer": 31.0}  # the rolling config change
 DOWN = "Asterisk DOWN: sip:%s:5060" % IP["backend1"]
 UP = "Asterisk UP: sip:%s:5060" % IP["backend1"]
-
-
-def count(host, text):
-    return int(host.run("journalctl -u sipedge.service -o cat -q --no-pager | grep -cF -- %s", text).stdout.strip() or 0)
 
 
 def names(*edges):
@@ -55,12 +52,12 @@ def test_tenant2_reaches_only_backend2(hosts, edge, port):
 @pytest.mark.parametrize("edge, port", [("edge1", 5061), ("edge2", 5062)])
 def test_an_unknown_domain_gets_nothing_back(hosts, edge, port):
     knock = "Door-knock blocked: domain=%s src=%s" % (UNKNOWN, IP["client"])
-    before = count(hosts[edge], knock)
+    before = journal_count(hosts[edge], knock)
     caller = Caller(hosts["client"], "unknown-" + edge, edge, UNKNOWN, port)
     rc, calls = caller.run(count=1, recv_timeout_ms=2000)
     assert rc != 0 and not any(call.completed for call in calls)
     assert "message received" not in caller.messages().lower(), caller.messages()
-    assert wait_for(lambda: count(hosts[edge], knock) > before)
+    assert wait_for(lambda: journal_count(hosts[edge], knock) > before)
 
 
 # --- check mode ------------------------------------------------------------------------------
@@ -131,13 +128,13 @@ def test_stopping_backend1_under_load_fails_no_call(hosts):
     """Both edges carry tenant1's calls (10 a second each) while backend1 stops gracefully:
     its calls in progress end, then it answers nothing. The edges fail its next calls over
     to backend2 and take it out of rotation: no call fails, each edge logs DOWN once."""
-    downs = {edge: count(hosts[edge], DOWN) for edge in EDGES}
+    downs = {edge: journal_count(hosts[edge], DOWN) for edge in EDGES}
     callers = [Caller(hosts["client"], "steady-" + edge, edge, TENANT1, port).start(rate=10, count=120, limit=10)
                for edge, port in (("edge1", 5061), ("edge2", 5062))]
     assert wait_for(lambda: all(caller.completed() >= 20 for caller in callers), timeout=20)
     stopped = time.time()
     hosts["backend1"].check_output("systemctl stop sipp-uas.service")
-    assert wait_for(lambda: all(count(hosts[edge], DOWN) > downs[edge] for edge in EDGES), timeout=10)
+    assert wait_for(lambda: all(journal_count(hosts[edge], DOWN) > downs[edge] for edge in EDGES), timeout=10)
     for caller in callers:
         assert caller.exit_code(timeout=60) == 0, caller.client.run("tail -n 30 /tmp/sipedge-test/%s.out", caller.name).stdout
         calls = caller.calls()
@@ -146,25 +143,25 @@ def test_stopping_backend1_under_load_fails_no_call(hosts):
               % (caller.edge, len(calls), len(after), sorted({call.answered_by for call in after})))
         assert len(calls) == 120 and all(call.completed for call in calls)
         assert after and {call.answered_by for call in after} == {"backend2"}
-    assert {edge: count(hosts[edge], DOWN) for edge in EDGES} == {edge: downs[edge] + 1 for edge in EDGES}
+    assert {edge: journal_count(hosts[edge], DOWN) for edge in EDGES} == {edge: downs[edge] + 1 for edge in EDGES}
     # backend1 back: the keep-alives put it back into rotation on both edges
-    ups = {edge: count(hosts[edge], UP) for edge in EDGES}
+    ups = {edge: journal_count(hosts[edge], UP) for edge in EDGES}
     hosts["backend1"].check_output("systemctl start sipp-uas.service")
-    assert wait_for(lambda: all(count(hosts[edge], UP) > ups[edge] for edge in EDGES), timeout=10)
+    assert wait_for(lambda: all(journal_count(hosts[edge], UP) > ups[edge] for edge in EDGES), timeout=10)
 
 
 # --- routing-only change ---------------------------------------------------------------------------
 
 def test_removing_tenant2_with_purge_restarts_nothing_and_its_calls_get_nothing(hosts, tmp_path):
     before = {edge: edge_state(hosts[edge]) for edge in EDGES}
-    reloads = {edge: count(hosts[edge], "routing data reloaded") for edge in EDGES}
+    reloads = {edge: journal_count(hosts[edge], "routing data reloaded") for edge in EDGES}
     result = run_site(tmp_path, "--tags", "sip_edge_tenants", "-e", "sip_edge_serial=2", **WITHOUT_TENANT2)
     assert result.returncode == 0
     # the router role's preflight runs under every tag; nothing else of it does
     assert task_results(result, "Check that the node runs Debian 12 or newer") == {name: "ok" for name in names(*EDGES)}
     assert task_results(result, "Render it on the controller") == {}
     assert result.stdout.count("domains 0 added, 0 updated, 1 removed; destinations 0 added, 0 updated, 1 removed") == 2
-    assert wait_for(lambda: all(count(hosts[edge], "routing data reloaded") > reloads[edge] for edge in EDGES))
+    assert wait_for(lambda: all(journal_count(hosts[edge], "routing data reloaded") > reloads[edge] for edge in EDGES))
     for edge, port in (("edge1", 5061), ("edge2", 5062)):
         caller = Caller(hosts["client"], "t2-gone-" + edge, edge, TENANT2, port)
         rc, calls = caller.run(count=1, recv_timeout_ms=2000)
@@ -209,6 +206,8 @@ def test_a_rolling_config_change_under_load(hosts, tmp_path):
     for caller in callers.values():
         assert caller.stop() is not None
     assert result.returncode == 0
+    # the wheels were built once for the run, not once per batch
+    assert [status for _host, status in task_runs(result, "Build the sipedge wheel") if status != "skipping"] == ["ok"]
     after = {edge: edge_state(hosts[edge]) for edge in EDGES}
     for edge in EDGES:
         assert after[edge]["pid"] != before[edge]["pid"]
