@@ -1,9 +1,10 @@
 #!/bin/sh
 # build_wheels.sh PYTHON SOURCE_DIR OUT_DIR
 # Builds the sipedge wheel, plus a wheel for each runtime dependency, into OUT_DIR/wheels.
-# Runs on the controller (the role's install.yml). The project is copied first, so that
-# the build neither writes into the collection (build/, *.egg-info) nor picks up stale
-# files from an earlier in-tree build. SOURCE_DATE_EPOCH makes the wheel reproducible.
+# Runs on the controller (the role's tasks/wheels.yml, which then reads them with
+# wheel_info.py). The project is copied first, so that the build neither writes into the
+# collection (build/, *.egg-info) nor picks up stale files from an earlier in-tree build.
+# SOURCE_DATE_EPOCH makes the wheel reproducible.
 set -eu
 python="$1"
 src="$2"
@@ -47,25 +48,5 @@ if [ -z "$built" ]; then
         exit 1
     fi
 fi
-# One line per wheel on stdout: "<content digest>  <file name>". The digest covers what gets
-# installed (every file, and the name, version and requirements from METADATA) but not the
-# build tool's own marks (WHEEL, RECORD, metadata version): a newer setuptools alone does
-# not make the nodes reinstall and restart.
-"$python" - "$out/wheels" <<'PY'
-import hashlib, pathlib, sys, zipfile
-KEEP = ("Name", "Version", "Requires-Dist", "Requires-Python")
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
-    digest = hashlib.sha256()
-    with zipfile.ZipFile(wheel) as archive:
-        for name in sorted(archive.namelist()):
-            data = archive.read(name)
-            if ".dist-info/" in name:
-                base = name.rsplit("/", 1)[-1]
-                if base in ("RECORD", "WHEEL"):
-                    continue
-                if base == "METADATA":
-                    data = "\n".join(line for line in data.decode("utf-8").splitlines()
-                                     if line.split(":", 1)[0] in KEEP).encode()
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    print("%s  %s" % (digest.hexdigest(), wheel.name))
-PY
+# The copy of the sources is no longer needed; the role reads the wheels with wheel_info.py.
+rm -rf "$out/src"
