@@ -7,6 +7,7 @@ list file holding the same rows for the selections and the keep-alive table.
 
 import collections
 import random
+import weakref
 
 import pytest
 
@@ -472,11 +473,25 @@ def test_reload_changed_flags_column_resets_state():
 def test_reload_keeps_round_robin_position_when_members_unchanged():
     rows = port_rows(1, 1, 2, 3) + port_rows(2, 4, 5)
     disp = make(rows)
-    assert picks(disp, 1, 2) == ["sip:127.0.0.1:1", "sip:127.0.0.1:2"]
-    disp.load(rows + port_rows(3, 6))  # another set changed
-    assert picks(disp, 1, 1) == ["sip:127.0.0.1:3"]
-    disp.load(rows + port_rows(1, 7))  # this set changed: starts again at index 0
     assert picks(disp, 1, 1) == ["sip:127.0.0.1:1"]
+    disp.load(rows + port_rows(3, 6))  # another set changed
+    assert picks(disp, 1, 1) == ["sip:127.0.0.1:2"]
+    disp.load(port_rows(1, 1, 2, 3, priority=5) + port_rows(2, 4, 5))  # every row of it changed, same members
+    assert picks(disp, 1, 1) == ["sip:127.0.0.1:3"]
+    assert picks(disp, 1, 1) == ["sip:127.0.0.1:1"]
+    disp.load(rows + port_rows(1, 7))  # other members: starts again at index 0
+    assert picks(disp, 1, 1) == ["sip:127.0.0.1:1"]
+
+
+def test_replaced_tables_are_freed_by_the_next_prepare_not_by_the_commit():
+    """The loop's commit only swaps references; the DB thread's next prepare frees
+    the table it replaced (30,000 objects freed on the loop cost it milliseconds)."""
+    disp = make(port_rows(1, 1, 2))
+    old_set = weakref.ref(disp._sets[1])  # pylint: disable=protected-access
+    disp.commit(disp.prepare(port_rows(1, 1, 2, priority=5)))
+    assert old_set() is not None
+    disp.prepare(port_rows(1, 1, 2, priority=6))
+    assert old_set() is None
 
 
 def test_reload_keeps_weight_table():
@@ -511,7 +526,7 @@ def test_unchanged_rows_and_sets_keep_their_objects():
     disp = make(rows)
     before = {d.uri: d for d in disp.destinations()}
     prepared = disp.prepare(rows + port_rows(3, 4))
-    assert prepared.replaced == [] and prepared.carried == []  # nothing to carry over at commit
+    assert prepared.replaced == []  # nothing to carry over at commit
     assert [s for s, dset in prepared.sets.items() if dset is not disp._sets.get(s)] == [3]  # pylint: disable=protected-access
     disp.commit(prepared)
     assert all(disp.find(d.setid, uri) is d for uri, d in before.items())

@@ -39,7 +39,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Protocol, Union
+from typing import Iterable, Optional, Protocol, Sequence, Union
 
 from .uri import default_port, ip_literal, parse_uri
 
@@ -53,6 +53,7 @@ HEALTH_BITS = INACTIVE | TRYING | PROBING  # rebuilt by each keep-alive result
 ALGORITHMS = frozenset((0, 1, 2, 3, 4, 6, 8, 9))
 PRIORITY_ORDERS = ("lowest-first", "kamailio")
 WEIGHT_SLOTS = 100
+NO_WEIGHTS = (0,) * WEIGHT_SLOTS  # the table of a set without weights: entry 0, then the skip loop
 
 _M32 = 0xFFFFFFFF
 
@@ -266,7 +267,7 @@ class _Set:
     dlist: list[Destination]  # array order (by priority)
     loaded: list[Destination]  # DB order: a reload with the same objects in it keeps the set
     last: int = 0  # round-robin position (alg 4)
-    wlist: list[int] = field(default_factory=lambda: [0] * WEIGHT_SLOTS)  # alg 9 table
+    wlist: Sequence[int] = NO_WEIGHTS  # alg 9 table (read only: a reload may share it)
     wlast: int = 0
 
     def members(self) -> tuple[str, ...]:
@@ -284,16 +285,30 @@ class PreparedLoad:  # pylint: disable=too-many-instance-attributes
     by_key: dict[tuple[int, str], Destination]
     by_raw: dict[Row, Optional[Destination]]  # every row -> its destination (None: skipped), for the next prepare
     replaced: list  # (new, old) destinations of changed rows: health carried (again at commit if it changed)
-    carried: list  # (new, old, same weights) sets of the same members: the round-robin position carried at commit
     named: list[Destination]  # destinations whose host is a name
     resolved: dict[str, Optional[str]]  # their names -> IP (None: did not resolve)
     ips: frozenset[str]  # every destination's IP, disabled ones included
     gone_ips: frozenset[str]  # IPs of the table before that are not in this one
     epoch: int  # Dispatcher.epoch when it was prepared
     warnings: list[str]
+    # the tables this load replaces: the loop only drops its references at commit,
+    # the DB thread frees them when the next prepare drops this load (see _dismantle)
+    retired: tuple = ()
 
 
-EMPTY_LOAD = PreparedLoad({}, {}, {}, [], [], [], {}, frozenset(), frozenset(), 0, [])
+EMPTY_LOAD = PreparedLoad({}, {}, {}, [], [], {}, frozenset(), frozenset(), 0, [])
+
+
+def _dismantle(load: PreparedLoad) -> None:
+    """Free a load that is over one entry at a time.  Dropped at once, its
+    30,000 objects are one C-level cascade of deallocations that holds the GIL,
+    and so the SIP loop, for tens of milliseconds; one entry per step lets the
+    loop in between (objects still in use keep their other references)."""
+    for table in (load.by_raw, *load.retired):
+        while table:
+            table.popitem()
+    while load.replaced:
+        load.replaced.pop()
 
 
 def _carry_health(dest: Destination, old: Destination) -> None:
@@ -373,7 +388,6 @@ class Dispatcher:
             by_key[key] = dest
             loaded.setdefault(dest.setid, []).append(dest)
         sets: dict[int, _Set] = {}
-        carried = []
         for setid, members in loaded.items():
             old_set = previous.sets.get(setid)
             if old_set is not None and old_set.loaded == members:
@@ -381,22 +395,30 @@ class Dispatcher:
             else:
                 sets[setid] = new_set = self._make_set(setid, members)
                 if old_set is not None and old_set.members() == new_set.members():
-                    # its round-robin position (and weight table) is carried at commit
-                    carried.append((new_set, old_set, old_set.weights() == new_set.weights()))
+                    # the same members: round robin goes on from about where it is (the loop
+                    # may move it a few calls on before the commit), the weight table stays
+                    new_set.last = old_set.last
+                    if old_set.weights() == new_set.weights():
+                        new_set.wlist, new_set.wlast = old_set.wlist, old_set.wlast
         named = [dest for dest in by_key.values() if dest.named]
         resolved = {name: resolve(name) for name in {dest.host for dest in named}} if resolve else {}
         ips = {dest.address[0] for dest in by_key.values() if dest.address is not None}
         ips.update(ip for ip in resolved.values() if ip is not None)
-        prepared = PreparedLoad(sets, by_key, by_raw, replaced, carried, named, resolved, frozenset(ips),
-                                previous.ips - ips, epoch, warnings)
+        prepared = PreparedLoad(sets, by_key, by_raw, replaced, named, resolved, frozenset(ips),
+                                previous.ips - ips, epoch, warnings, retired=(previous.sets, previous.by_key))
         self._previous = prepared
+        if previous.sets is self._sets and previous is not EMPTY_LOAD:
+            # committed: nothing reads its own parts any more (a load not yet committed
+            # is left whole, its commit needs them, and it is freed all at once: rare)
+            _dismantle(previous)
         return prepared
 
     def commit(self, prepared: "PreparedLoad", now: float = 0.0) -> None:
-        """Put a prepared load in use (on the thread that selects): carry the
-        live state and counters of destinations and sets that stay over to
-        their new objects, and give named destinations their resolved address.
-        Costs what changed and the named destinations, not the table's size."""
+        """Put a prepared load in use (on the thread that selects): give named
+        destinations their resolved address, carry the health of changed rows
+        again if a state changed since the prepare, and swap the tables in.
+        Costs the named destinations (and, rarely, the changed rows), not the
+        table's size: the tables it replaces are freed later, in the DB thread."""
         for dest in prepared.named:
             ip = prepared.resolved.get(dest.host)
             dest.address = None if ip is None else (ip, dest.port)
@@ -405,10 +427,6 @@ class Dispatcher:
                 _carry_health(dest, old)
         if prepared.replaced:
             self.epoch += 1  # a reload prepared before this commit has copied what is carried here
-        for new_set, old_set, same_weights in prepared.carried:
-            new_set.last = old_set.last
-            if same_weights:
-                new_set.wlist, new_set.wlast = old_set.wlist, old_set.wlast
         grace = now + self.settings.removed_grace
         for ip in prepared.gone_ips:
             self._departed[ip] = grace
