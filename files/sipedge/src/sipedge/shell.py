@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from .loop import Link, Loop, background
+from .loop import Link, Loop
 from .net import TIMESTAMP_SPACE, advertised, names_of_self, queue_delay, resolve, udp_socket
 from .proxy import Proxy
 from .store import RoutingStore, Watcher
