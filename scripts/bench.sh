@@ -16,7 +16,7 @@ PY="${SIPEDGE_BENCH_PYTHON:-$VENV/bin/python}"
 
 OUT="$RESULTS/bench"
 mkdir -p "$OUT"
-say "benchmark: logs under ${OUT#"$ROOT"/}, summary in ${OUT#"$ROOT"/}/bench.txt (about 4-6 min)"
+say "benchmark: logs under ${OUT#"$ROOT"/}, summary in ${OUT#"$ROOT"/}/bench.txt (about 10 min)"
 rc=0
 "$PY" "$ROOT/files/sipedge/bench/bench.py" --workdir "$OUT/run" --json "$OUT/bench.json" "$@" \
     2>&1 | tee "$OUT/bench.txt" || rc=$?

@@ -11,7 +11,8 @@ For each router (sipedge first, then Kamailio, in the same invocation):
   ``--uacs`` of them, default 4, on ``<net>.21`` and up, sharing the rate) at
   rising call rates, each step bounded by ``-m rate*duration`` and ``-timeout``;
 * read SIPp's final statistics (``-trace_stat`` CSV) and count every call that
-  was created but did not end successfully as failed;
+  was created but did not end successfully as failed (a caller shed with 503
+  counts against the step as well);
 * measure the router's CPU time (utime+stime of every process in its session,
   from /proc, before and after each step) and its memory (VmHWM of each
   process, and the peak of the summed PSS sampled every 0.25 s);
@@ -38,6 +39,7 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -467,7 +469,7 @@ def measure_step(router_pid: int, uas_pids: list[int], edge, uacs, rate: int, du
     st.failed = max(st.calls - st.ok - st.shed, total("FailedCall(C)"))
     if st.calls < calls:   # calls never created (timeout) are failures too
         st.failed += calls - st.calls
-    st.fail_pct = 100.0 * st.failed / calls
+    st.fail_pct = 100.0 * (st.failed + st.shed) / calls  # a caller shed with 503 has no call either
     st.achieved_cps = sum(creation_rate(rows) for rows in runs)
     st.retrans = total("Retransmissions(C)")
     rtts = [(hms_to_ms(r.get("ResponseTime1(C)", "")), int(r.get("SuccessfulCall(C)") or 0))
@@ -485,7 +487,7 @@ def measure_step(router_pid: int, uas_pids: list[int], edge, uacs, rate: int, du
         st.other_pct = max(0.0, st.host_pct * NCPU - st.cpu_pct - st.uac_pct - st.uas_pct)
     st.passed = st.fail_pct < 1.0 and st.achieved_cps >= 0.95 * rate
     if st.fail_pct >= 1.0:
-        st.note = ">=1% failed"
+        st.note = ">=1% failed or shed"
     elif not st.passed:
         st.note = f"calls created at only {st.achieved_cps:.0f} cps"
     return st
@@ -576,7 +578,7 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
             log(f"  {res.error}\n{router.log_tail()}")
             return res
         log(f"  warm-up ok ({warm.ok} calls, {warm.cpu_us_per_call:.0f} us CPU/call)")
-        log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'fail%':>6} {'got cps':>8} "
+        log(f"  {'rate':>6} {'calls':>6} {'failed':>6} {'shed':>5} {'fail%':>6} {'got cps':>8} "
             f"{'retr':>6} {'rtt ms':>7} {'cpu %':>6} {'us/call':>8} {'MB':>5} {'uac%':>5} "
             f"{'uas%':>5} {'other%':>6} {'queue ms':>8}")
         good = 0
@@ -605,7 +607,7 @@ def ramp(router, uas_pids: list[int], rates: list[int], duration: float, net: st
             st.mem_mb = sampler.last_pss_kb / 1024
             st.queue_ms = router.queue_ms()
             res.steps.append(st)
-            log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.fail_pct:>6.2f} "
+            log(f"  {st.rate:>6} {st.calls:>6} {st.failed:>6} {st.shed:>5} {st.fail_pct:>6.2f} "
                 f"{st.achieved_cps:>8.1f} {st.retrans:>6} {st.rtt_ms:>7.1f} {st.cpu_pct:>6.1f} "
                 f"{st.cpu_us_per_call:>8.0f} {st.mem_mb:>5.0f} {st.uac_pct:>5.0f} {st.uas_pct:>5.0f} "
                 f"{st.other_pct:>6.0f} {st.queue_ms:>8.1f}  {'ok' if st.passed else 'FAIL ' + st.note}")
@@ -669,9 +671,12 @@ class Scraper(threading.Thread):
                 pass
 
 
-def overhead(a, backends, uas_pids, base: Path, rate: int, rounds: int = 3) -> None:
+def overhead(a, backends, uas_pids, base: Path, rate: int, rounds: int = 4) -> None:
     """CPU per call at a fixed rate, without and with health checks (every
-    destination pinged each second) and /metrics scraped each second."""
+    destination pinged each second) and /metrics scraped each second.  The
+    order alternates from round to round (plain first, then last): this
+    machine drifts by several percent over a few minutes, which a fixed order
+    would count as overhead."""
     from passlib.hash import sha512_crypt  # pylint: disable=import-outside-toplevel
     htpasswd = base / "admin.htpasswd"
     htpasswd.write_text("bench:%s\n" % sha512_crypt.hash("bench"))
@@ -682,10 +687,11 @@ def overhead(a, backends, uas_pids, base: Path, rate: int, rounds: int = 3) -> N
     edge = (f"{a.net}.1", 5060)
     uacs = [(f"{a.net}.{21 + i}", 5060) for i in range(a.uacs)]
     cpu: dict[str, list[float]] = {name: [] for name in configs}
+    main_cpu: dict[str, list[float]] = {name: [] for name in configs}  # the main process: pings, scrapes
     log(f"\n=== sipedge: CPU per call at {rate} cps, without and with health checks and metrics "
-        f"({rounds} rounds each, alternating)")
+        f"({rounds} rounds, the order alternating)")
     for round_no in range(rounds):
-        for name, settings in configs.items():
+        for name, settings in list(configs.items())[::1 if round_no % 2 == 0 else -1]:
             wd = base / f"overhead-{name}-{round_no}"
             wd.mkdir(parents=True)
             router = SipedgeRouter(sipedge_cmd(a.sipedge), edge, wd, backends, a.sipedge_log_level,
@@ -693,33 +699,39 @@ def overhead(a, backends, uas_pids, base: Path, rate: int, rounds: int = 3) -> N
             pid = router.start()
             scraper = Scraper(f"http://{admin}/metrics", "bench:bench") if "admin" in settings else None
             try:
+                if scraper:  # from the warm-up on: the one password verification (about 0.2 s of
+                    scraper.start()  # CPU, then cached for a minute) is not counted in the step
                 measure_step(pid, uas_pids, edge, uacs, 100, 2, wd, "warmup")
-                if scraper:
-                    scraper.start()
+                main0 = cpu_seconds([pid])
                 st = measure_step(pid, uas_pids, edge, uacs, rate, a.duration, wd, f"o{rate}")
+                main_cpu[name].append(1e6 * (cpu_seconds([pid]) - main0) / max(1, st.ok))
             finally:
                 if scraper:
                     scraper.stop_event.set()
                 router.stop()
             cpu[name].append(st.cpu_us_per_call)
-            log(f"  round {round_no + 1} {name:>15}: {st.cpu_us_per_call:.0f} us CPU/call, {st.failed} failed"
+            log(f"  round {round_no + 1} {name:>15}: {st.cpu_us_per_call:.0f} us CPU/call "
+                f"(main process {main_cpu[name][-1]:.1f}), {st.failed} failed"
                 + (f", {scraper.ok} scrapes" if scraper else ""))
-    plain, full = (sorted(cpu[n])[len(cpu[n]) // 2] for n in configs)
+    plain, full = (statistics.mean(cpu[n]) for n in configs)
+    main_plain, main_full = (statistics.mean(main_cpu[n]) for n in configs)
     log(f"overhead of health checks and metrics at {rate} cps: {plain:.0f} -> {full:.0f} us CPU per call "
-        f"({100 * (full - plain) / plain:+.1f}%, medians of {rounds})")
+        f"({100 * (full - plain) / plain:+.1f}%, means of {rounds} rounds); of which the main process, "
+        f"where pings and scrapes run: {main_plain:.1f} -> {main_full:.1f} us "
+        f"({100 * (main_full - main_plain) / plain:+.1f}% of the plain figure)")
 
 
 # --------------------------------------------------------------------------- main
 
 def print_table(res: Result) -> None:
-    log(f"\n{res.router}: highest rate with < 1% failed calls: {res.best} cps")
+    log(f"\n{res.router}: highest rate with < 1% of calls failed or shed: {res.best} cps")
     if res.error:
         log(f"  error: {res.error}")
     log(f"  host CPU busy before the run (other work): {res.background_pct:.0f}%")
-    log(f"  {'rate':>6} {'calls':>7} {'failed':>7} {'fail%':>6} {'got cps':>8} {'rtt ms':>7} "
+    log(f"  {'rate':>6} {'calls':>7} {'failed':>7} {'shed':>5} {'fail%':>6} {'got cps':>8} {'rtt ms':>7} "
         f"{'CPU %':>6} {'us CPU/call':>11} {'MB':>5} {'uac%':>5} {'uas%':>5} {'other%':>6}  result")
     for s in res.steps:
-        log(f"  {s.rate:>6} {s.calls:>7} {s.failed:>7} {s.fail_pct:>6.2f} {s.achieved_cps:>8.1f} "
+        log(f"  {s.rate:>6} {s.calls:>7} {s.failed:>7} {s.shed:>5} {s.fail_pct:>6.2f} {s.achieved_cps:>8.1f} "
             f"{s.rtt_ms:>7.1f} {s.cpu_pct:>6.1f} {s.cpu_us_per_call:>11.0f} {s.mem_mb:>5.0f} "
             f"{s.uac_pct:>5.0f} "
             f"{s.uas_pct:>5.0f} {s.other_pct:>6.0f}  "
@@ -752,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="call rates of the ramp, calls/s")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per step (default 10)")
     ap.add_argument("--budget", type=float, default=300.0,
-                    help="time budget of the ramps in seconds (default 300)")
+                    help="time budget of the ramps in seconds, shared equally by the routers (default 300); "
+                         "the overload steps and --overhead come on top")
     ap.add_argument("--net", default=os.environ.get("SIPEDGE_BENCH_NET", "127.0.88"),
                     help="first three octets of the loopback addresses used (default 127.0.88)")
     ap.add_argument("--sipedge", default=os.environ.get("SIPEDGE_CMD"),
@@ -785,7 +798,6 @@ def main(argv: list[str] | None = None) -> int:
     rates = [int(x) for x in a.rates.split(",") if x]
     routers = [r.strip() for r in a.routers.split(",") if r.strip()]
     t_start = time.monotonic()
-    deadline = t_start + a.budget
     base = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="sipedge-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     log(f"bench: logs in {base}; {os.cpu_count()} CPUs; rates {rates}; {a.duration:g} s per step")
@@ -816,7 +828,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"{a.wait_idle:g} s for it to be idle (--wait-idle)")
                 while busy > 15 and time.monotonic() - t_w < a.wait_idle:
                     busy = host_busy_pct(2.0)
-                deadline += time.monotonic() - t_w     # waiting is not benchmarking time
             uas = [start_uas(f"uas{i + 1}", ip, port, wd) for i, (ip, port) in enumerate(backends)]
             try:
                 if name == "sipedge":
@@ -826,9 +837,9 @@ def main(argv: list[str] | None = None) -> int:
                     router = KamailioRouter((f"{a.net}.1", 5060), wd, backends, a.kamailio_shm_mb)
                 else:
                     raise SystemExit(f"bench: unknown router {name!r}")
-                # share the remaining time fairly between the routers still to run
-                left = len(routers) - len(results)
-                r_deadline = time.monotonic() + (deadline - time.monotonic()) / left
+                # Each router's ramp gets the same share of the budget; its overload steps
+                # and sipedge's overhead rounds come on top, never out of the next one's.
+                r_deadline = time.monotonic() + a.budget / len(routers)
                 results[name] = ramp(router, [p.pid for p in uas], rates, a.duration, a.net, wd, r_deadline,
                                      not a.no_refine, a.profile, a.uacs)
                 if name == "sipedge" and a.overhead:

@@ -53,7 +53,7 @@ class Config:
     scanner_user_agents: tuple = SEED_SCANNERS
     allowed_methods: tuple = SEED_METHODS
     options_answer_networks: tuple = ()
-    overload_delay: float = 0.05
+    overload_delay: float = 0.02
     drain_timeout: float = 5.0
     fr_timer: float = 5.0
     fr_inv_timer: float = 30.0

@@ -7,6 +7,7 @@ works under systemd's RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX and
 ProcSubset=pid.
 """
 
+import array
 import fcntl
 import ipaddress
 import logging
@@ -21,6 +22,8 @@ SIOCGIFADDR = 0x8915
 SO_TIMESTAMP = 29  # Linux: the kernel's receive time of each datagram (struct timeval)
 TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 IFA_UNUSABLE = 0x08 | 0x20 | 0x40  # IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE
+SO_ATTACH_REUSEPORT_CBPF = 51
+SKF_NET_OFF = -0x100000  # classic BPF: offsets from the IP header (the program sees the UDP payload)
 
 
 class StartupError(Exception):
@@ -138,6 +141,37 @@ def udp_socket(v6, reuseport=False):
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)  # for the overload judgement
     sock.setblocking(False)
     return sock
+
+
+def spread_by_source(sock, workers, v6):
+    """Hand each datagram of `sock`'s SO_REUSEPORT group to worker number
+    (source address + source port) mod `workers`, instead of the kernel's hash
+    of the two.  Either way a source always reaches the same worker, where its
+    transactions live; but a few peers on consecutive addresses or ports (an
+    SBC pool, the callers of `make bench`) are spread evenly, where the hash
+    can put three of four on one worker.  A classic BPF program, so no
+    privilege is needed; a datagram whose worker is gone falls back to the
+    kernel's hash.  For IPv6 the address's last 32 bits count."""
+    if v6:
+        source = [(0x28, 0, 0, SKF_NET_OFF + 40),  # ld h [net+40]: the port, after the fixed header
+                  (0x07, 0, 0, 0),  # tax
+                  (0x20, 0, 0, SKF_NET_OFF + 20)]  # ld w [net+20]: the address's last 32 bits
+    else:
+        source = [(0xb1, 0, 0, SKF_NET_OFF),  # ldx 4*([net+0]&0xf): the header's length
+                  (0x48, 0, 0, SKF_NET_OFF),  # ld h [x+net]: the port
+                  (0x07, 0, 0, 0),  # tax
+                  (0x20, 0, 0, SKF_NET_OFF + 12)]  # ld w [net+12]: the address
+    program = source + [
+        (0x0c, 0, 0, 0),  # add x
+        (0x94, 0, 0, workers),  # mod #workers
+        (0x16, 0, 0, 0),  # ret a: the index of the socket in the group
+    ]
+    code = array.array("B", b"".join(struct.pack("HBBI", op, jt, jf, k & 0xffffffff) for op, jt, jf, k in program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF,
+                        struct.pack("HP", len(program), code.buffer_info()[0]))  # struct sock_fprog
+    except OSError as exc:
+        log.warning("workers share datagrams by the kernel's hash of their source: %s", exc)
 
 
 def queue_delay(ancillary, now_wall):

@@ -25,7 +25,7 @@ import sys
 import time
 
 from .loop import Link, Loop
-from .net import TIMESTAMP_SPACE, advertised, names_of_self, queue_delay, resolve, udp_socket
+from .net import TIMESTAMP_SPACE, advertised, names_of_self, queue_delay, resolve, spread_by_source, udp_socket
 from .proxy import Proxy
 from .store import RoutingStore, Watcher
 from .transaction import PENDING
@@ -106,6 +106,8 @@ class Edge:  # pylint: disable=too-many-instance-attributes
         for listen in self.config.listen:
             sock = udp_socket(listen.family_v6, self.reuseport)
             sock.bind((listen.host, listen.port))
+            if self.reuseport:
+                spread_by_source(sock, self.config.workers, listen.family_v6)
             self.socks.append((listen, sock))
             self.loop.add(sock.fileno(), self._reader(sock))
             if listen.family_v6 not in self.reply_socks:
