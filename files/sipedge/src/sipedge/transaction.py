@@ -388,7 +388,7 @@ class TransactionLayer:  # pylint: disable=too-many-instance-attributes
         status = int(data[8:11])
         if status == 503 or (status >= 300 and txn.method == INVITE):
             return None, None, None  # rewritten, or needs the To line for our ACK
-        branch = txn.branch if txn.branch.id == branch_id else txn.find(branch_id)
+        branch = txn.find(branch_id)
         if comma < 0:
             return txn, branch, data[:start] + data[end + 2:]
         return txn, branch, data[:start] + b"Via: " + data[comma + 1:].lstrip(b" \t")
