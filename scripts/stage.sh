@@ -12,11 +12,12 @@ set -euo pipefail
 SETUP="$ROOT/scripts/setup.sh"
 STAGE="${1:-}"
 COUNTS="$RESULTS/$STAGE$LEG.counts"
+FAILED="$RESULTS/$STAGE$LEG.failed"   # the failed tests' names, for test.sh's summary
 
 # record PASSED FAILED SKIPPED, and succeed only when nothing failed.
 record() { echo "$1 $2 $3" >"$COUNTS"; [ "$2" -eq 0 ]; }
 
-junit() { python "$ROOT/scripts/junit_counts.py" "$@"; }
+junit() { python "$ROOT/scripts/junit_counts.py" --failed "$FAILED" "$@"; }
 
 # pytest_stage DIR JUNIT [ARGS...]: run pytest on DIR; exit code 5 (nothing
 # collected) is reported as a skip, not as a pass or a failure.
@@ -28,7 +29,7 @@ pytest_stage() {
         say "$STAGE: pytest collected no tests in ${dir#"$ROOT"/}: skipped"
         record 0 0 1; return
     fi
-    if [ ! -s "$xml" ]; then record 0 1 0; return; fi
+    if [ ! -s "$xml" ]; then echo "$STAGE: pytest wrote no results (exit code $rc)" >>"$FAILED"; record 0 1 0; return; fi
     # shellcheck disable=SC2046  # three numbers
     record $(junit "$xml") || return 1
     [ "$rc" -eq 0 ]
@@ -44,9 +45,9 @@ stage_lint() {
     # Its own ANSIBLE_HOME: ansible-lint puts $ANSIBLE_HOME/collections first on the
     # collections path, and ~/.ansible/collections may hold another checkout's
     # copy of this collection (Molecule installs there), hiding this one's modules.
-    if ANSIBLE_HOME="$BUILD/ansible-home" ansible-lint "${color[@]}"; then p=$((p + 1)); else f=$((f + 1)); fi
+    if ANSIBLE_HOME="$BUILD/ansible-home" ansible-lint "${color[@]}"; then p=$((p + 1)); else f=$((f + 1)); echo ansible-lint >>"$FAILED"; fi
     say "antsibull-changelog lint"
-    if antsibull-changelog lint; then p=$((p + 1)); else f=$((f + 1)); fi
+    if antsibull-changelog lint; then p=$((p + 1)); else f=$((f + 1)); echo "antsibull-changelog lint" >>"$FAILED"; fi
     record "$p" "$f" 0
 }
 
@@ -63,6 +64,7 @@ ansible_test() {
         record $(junit tests/output/junit/*.xml) || return 1
     else
         say "$kind: ansible-test wrote no results (exit code $rc)"
+        echo "ansible-test $kind wrote no results (exit code $rc)" >>"$FAILED"
         record 0 1 0 || return 1
     fi
     [ "$rc" -eq 0 ]
@@ -145,7 +147,7 @@ stage_molecule() {
         # The scenario itself counts once when its verifier did not run or did not fail.
         if [ "$rc" -ne 0 ]; then
             say "molecule scenario $name FAILED"
-            [ "$tf" -gt 0 ] || tf=1
+            [ "$tf" -gt 0 ] || { tf=1; echo "molecule scenario $name: failed outside its tests (see its log above)" >>"$FAILED"; }
         elif [ "$tp" -eq 0 ]; then
             tp=1
         fi
@@ -155,9 +157,9 @@ stage_molecule() {
 }
 
 case "$LEG:$STAGE" in
-    *:sanity | *:units | *:integration | *:molecule) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
+    *:sanity | *:units | *:integration | *:molecule) rm -f "$COUNTS" "$FAILED"; lock_placed; "stage_$STAGE" ;;
     -*) die "stage $STAGE runs on the main controller leg only (ansible-core 2.19), not with SIPEDGE_CORE=$CORE" ;;
-    :lint) rm -f "$COUNTS"; lock_placed; "stage_$STAGE" ;;
-    :router-test | :conformance) rm -f "$COUNTS"; "stage_$STAGE" ;;
+    :lint) rm -f "$COUNTS" "$FAILED"; lock_placed; "stage_$STAGE" ;;
+    :router-test | :conformance) rm -f "$COUNTS" "$FAILED"; "stage_$STAGE" ;;
     *) die "usage: scripts/stage.sh lint|sanity|units|integration|router-test|conformance|molecule" ;;
 esac

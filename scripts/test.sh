@@ -9,6 +9,7 @@ set -uo pipefail
 STAGES=(lint sanity units integration router-test conformance molecule sanity-2.20 units-2.20 integration-2.20 molecule-2.20)
 passed=0 failed=0 skipped=0
 report=()
+failures=()   # "stage: test: message", printed above the last line where CI's tail shows them
 start_all=$SECONDS
 
 summary() {
@@ -17,20 +18,26 @@ summary() {
     echo "==================== summary ===================="
     for line in "${report[@]}"; do echo "$line"; done
     echo "total: $((SECONDS - start_all)) s, $skipped skipped"
+    for line in "${failures[@]}"; do echo "FAILED $line"; done
     echo "$passed passed, $failed failed"
 }
 trap summary EXIT
 
 # timed NAME CMD...: run CMD, print "stage NAME: N s", add its counts.
 timed() {
-    local name="$1" t0=$SECONDS rc=0 p=0 f=0 s=0 counts="$RESULTS/$1.counts"
+    local name="$1" t0=$SECONDS rc=0 p=0 f=0 s=0 counts="$RESULTS/$1.counts" listed="$RESULTS/$1.failed" line
     shift
     echo; echo "==================== stage $name ===================="
-    rm -f "$counts"
+    rm -f "$counts" "$listed"
     "$@" || rc=$?
     if [ -s "$counts" ]; then read -r p f s <"$counts"; fi
+    if [ -s "$listed" ]; then
+        while IFS= read -r line; do failures+=("$name: $line"); done <"$listed"
+    fi
     # A stage that failed without counting a failure (e.g. its set-up stopped) counts as one.
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1; failures+=("$name: exit code $rc before any test result (see the stage's output)")
+    fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     line="stage $name: $((SECONDS - t0)) s ($p passed, $f failed, $s skipped)"
     echo "$line"; report+=("$line")
