@@ -156,10 +156,11 @@ stage_molecule() {
     record "$p" "$f" 0
 }
 
+rm -f "$COUNTS" "$FAILED"
 case "$LEG:$STAGE" in
-    *:sanity | *:units | *:integration | *:molecule) rm -f "$COUNTS" "$FAILED"; lock_placed; "stage_$STAGE" ;;
+    *:sanity | *:units | *:integration | *:molecule) lock_placed; "stage_$STAGE" ;;
     -*) die "stage $STAGE runs on the main controller leg only (ansible-core 2.19), not with SIPEDGE_CORE=$CORE" ;;
-    :lint) rm -f "$COUNTS" "$FAILED"; lock_placed; "stage_$STAGE" ;;
-    :router-test | :conformance) rm -f "$COUNTS" "$FAILED"; "stage_$STAGE" ;;
+    :lint) lock_placed; "stage_$STAGE" ;;
+    :router-test | :conformance) "stage_$STAGE" ;;
     *) die "usage: scripts/stage.sh lint|sanity|units|integration|router-test|conformance|molecule" ;;
 esac

@@ -36,7 +36,7 @@ timed() {
     fi
     # A stage that failed without counting a failure (e.g. its set-up stopped) counts as one.
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        f=1; failures+=("$name: exit code $rc before any test result (see the stage's output)")
+        f=1; failures+=("$name: exit code $rc, no failed test counted (see the stage's output)")
     fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     line="stage $name: $((SECONDS - t0)) s ($p passed, $f failed, $s skipped)"

@@ -41,9 +41,9 @@ def wait_for(predicate, timeout=10.0, step=0.2):
         time.sleep(step)
 
 
-def start_backend(host, name, ip, port=5070, lifetime=30):
+def start_backend(host, name, ip, port=5070):
     """A SIPp UAS that answers calls and the edge's OPTIONS pings, in the background, for at
-    most lifetime seconds; stop_backend() ends it and says what it received.
+    most 30 s; stop_backend() ends it and says what it received.
 
     Not -m 1: SIPp counts an OPTIONS ping as a call, so a ping landing before the test's
     call would end the backend and leave the call unanswered.
@@ -51,10 +51,10 @@ def start_backend(host, name, ip, port=5070, lifetime=30):
     host.check_output("mkdir -p %s && rm -f %s/%s.msg %s/%s.pid", WORK, WORK, name, WORK, name)
     # the PID is timeout's (exec keeps the shell's); timeout passes a TERM on to SIPp
     host.check_output(
-        "cd %s && setsid sh -c 'echo $$ > %s.pid; exec timeout %s sipp -sf %s/uas.xml -set backend %s -i %s -p %s"
+        "cd %s && setsid sh -c 'echo $$ > %s.pid; exec timeout 30 sipp -sf %s/uas.xml -set backend %s -i %s -p %s"
         " -aa -nostdin -trace_msg -message_file %s.msg -trace_err -error_file %s.err > %s.out 2>&1'"
         " >/dev/null 2>&1 &",
-        WORK, name, str(lifetime), SIPP_DIR, name, ip, str(port), name, name, name)
+        WORK, name, SIPP_DIR, name, ip, str(port), name, name, name)
     listening = wait_for(lambda: host.socket("udp://%s:%d" % (ip, port)).is_listening, timeout=10)
     assert listening, "SIPp backend %s did not start" % name
 
